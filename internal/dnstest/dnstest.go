@@ -1,0 +1,276 @@
+// Package dnstest provides real DNS servers and clients on loopback for
+// tests: an in-process upstream built with miekg/dns that answers from a
+// zone written in the test, counts what it receives, and can be told to
+// delay, truncate or stay silent; and a client that can send from a chosen
+// loopback address (127.0.0.2, ...) to exercise client groups.
+package dnstest
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// Upstream is a DNS server on 127.0.0.1 with UDP and TCP on the same port.
+type Upstream struct {
+	// Addr is host:port of both listeners.
+	Addr string
+
+	mu       sync.Mutex
+	records  map[string][]dns.RR // "name/type" (lower case, fqdn) -> records
+	nxdomain map[string]bool
+	queries  []Query
+
+	udpCount, tcpCount atomic.Int64
+	// Behaviour switches, changeable while running.
+	silent      atomic.Bool  // never answer
+	truncateUDP atomic.Bool  // answer UDP with TC set and no records
+	delay       atomic.Int64 // nanoseconds before answering
+	rcode       atomic.Int32 // -1: normal; otherwise answer every query with this rcode
+
+	udp, tcp *dns.Server
+}
+
+// Query is one query an Upstream received.
+type Query struct {
+	Name  string
+	Type  uint16
+	Net   string // "udp" or "tcp"
+	DO    bool
+	Size  uint16 // EDNS UDP size, 0 without EDNS
+	Msg   *dns.Msg
+	Local string
+}
+
+// NewUpstream starts an upstream; it stops when the test ends. Records are
+// given in zone-file syntax ("www.example.test. 300 IN A 192.0.2.1"); a
+// name with records of other types answers NODATA with an SOA, any other
+// name NXDOMAIN with an SOA.
+func NewUpstream(t testing.TB, records ...string) *Upstream {
+	t.Helper()
+	u := &Upstream{records: map[string][]dns.RR{}, nxdomain: map[string]bool{}}
+	u.rcode.Store(-1)
+	for _, r := range records {
+		u.Add(t, r)
+	}
+	var pc net.PacketConn
+	var l net.Listener
+	for i := 0; ; i++ {
+		var err error
+		pc, err = net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err = net.Listen("tcp", pc.LocalAddr().String())
+		if err == nil {
+			break
+		}
+		pc.Close()
+		if i > 10 {
+			t.Fatal(err)
+		}
+	}
+	u.Addr = pc.LocalAddr().String()
+	u.udp = start(t, &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(u.serve)})
+	u.tcp = start(t, &dns.Server{Listener: l, Handler: dns.HandlerFunc(u.serve)})
+	t.Cleanup(u.Close)
+	return u
+}
+
+func start(t testing.TB, srv *dns.Server) *dns.Server {
+	started := make(chan struct{})
+	srv.NotifyStartedFunc = func() { close(started) }
+	go srv.ActivateAndServe()
+	select {
+	case <-started:
+	case <-time.After(5 * time.Second):
+		t.Fatal("dnstest: server did not start")
+	}
+	return srv
+}
+
+// Close stops the upstream.
+func (u *Upstream) Close() {
+	u.udp.Shutdown()
+	u.tcp.Shutdown()
+}
+
+// Add adds a record in zone-file syntax.
+func (u *Upstream) Add(t testing.TB, record string) {
+	t.Helper()
+	rr, err := dns.NewRR(record)
+	if err != nil {
+		t.Fatalf("dnstest: record %q: %v", record, err)
+	}
+	key := strings.ToLower(rr.Header().Name) + "/" + strconv.Itoa(int(rr.Header().Rrtype))
+	u.mu.Lock()
+	u.records[key] = append(u.records[key], rr)
+	u.mu.Unlock()
+}
+
+// SetSilent makes the upstream drop every query (true) or answer (false).
+func (u *Upstream) SetSilent(v bool) { u.silent.Store(v) }
+
+// SetTruncateUDP makes UDP answers empty with TC set, so clients retry over
+// TCP.
+func (u *Upstream) SetTruncateUDP(v bool) { u.truncateUDP.Store(v) }
+
+// SetDelay delays every answer.
+func (u *Upstream) SetDelay(d time.Duration) { u.delay.Store(int64(d)) }
+
+// SetRcode makes the upstream answer every query with rcode; -1 restores
+// normal answers.
+func (u *Upstream) SetRcode(rcode int) { u.rcode.Store(int32(rcode)) }
+
+// Count returns the number of queries received over UDP and TCP.
+func (u *Upstream) Count() (udp, tcp int64) { return u.udpCount.Load(), u.tcpCount.Load() }
+
+// Total returns the number of queries received.
+func (u *Upstream) Total() int64 { return u.udpCount.Load() + u.tcpCount.Load() }
+
+// Queries returns a copy of the queries received.
+func (u *Upstream) Queries() []Query {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]Query(nil), u.queries...)
+}
+
+// soa is the SOA of negative answers: TTL 3600, MINIMUM 300.
+func soa(zone string) dns.RR {
+	rr, _ := dns.NewRR(zone + " 3600 IN SOA ns.upstream.test. hostmaster.upstream.test. 1 7200 3600 1209600 300")
+	return rr
+}
+
+func (u *Upstream) serve(w dns.ResponseWriter, req *dns.Msg) {
+	netw := "udp"
+	if _, ok := w.RemoteAddr().(*net.TCPAddr); ok {
+		netw = "tcp"
+		u.tcpCount.Add(1)
+	} else {
+		u.udpCount.Add(1)
+	}
+	q := Query{Net: netw, Msg: req.Copy(), Local: w.LocalAddr().String()}
+	if len(req.Question) > 0 {
+		q.Name, q.Type = req.Question[0].Name, req.Question[0].Qtype
+	}
+	if opt := req.IsEdns0(); opt != nil {
+		q.DO, q.Size = opt.Do(), opt.UDPSize()
+	}
+	u.mu.Lock()
+	u.queries = append(u.queries, q)
+	u.mu.Unlock()
+
+	if u.silent.Load() {
+		return
+	}
+	if d := time.Duration(u.delay.Load()); d > 0 {
+		time.Sleep(d)
+	}
+	resp := new(dns.Msg)
+	resp.SetReply(req)
+	resp.RecursionAvailable = true
+	if opt := req.IsEdns0(); opt != nil {
+		resp.SetEdns0(dns.DefaultMsgSize, opt.Do())
+	}
+	if rc := u.rcode.Load(); rc >= 0 {
+		resp.Rcode = int(rc)
+		w.WriteMsg(resp)
+		return
+	}
+	if netw == "udp" && u.truncateUDP.Load() {
+		resp.Truncated = true
+		w.WriteMsg(resp)
+		return
+	}
+	if len(req.Question) == 1 {
+		name := strings.ToLower(q.Name)
+		u.mu.Lock()
+		answer := u.records[name+"/"+strconv.Itoa(int(q.Type))]
+		exists := false
+		for key := range u.records {
+			if strings.HasPrefix(key, name+"/") {
+				exists = true
+				break
+			}
+		}
+		// follow one CNAME
+		if len(answer) == 0 {
+			if cn := u.records[name+"/"+strconv.Itoa(int(dns.TypeCNAME))]; len(cn) > 0 {
+				answer = append(answer, cn...)
+				target := strings.ToLower(cn[0].(*dns.CNAME).Target)
+				answer = append(answer, u.records[target+"/"+strconv.Itoa(int(q.Type))]...)
+			}
+		}
+		u.mu.Unlock()
+		for _, rr := range answer {
+			rr = dns.Copy(rr)
+			if strings.EqualFold(rr.Header().Name, q.Name) {
+				rr.Header().Name = q.Name
+			}
+			resp.Answer = append(resp.Answer, rr)
+		}
+		if len(answer) == 0 {
+			if !exists {
+				resp.Rcode = dns.RcodeNameError
+			}
+			resp.Ns = []dns.RR{soa("upstream.test.")}
+		}
+	}
+	if netw == "udp" {
+		size := dns.MinMsgSize
+		if opt := req.IsEdns0(); opt != nil {
+			size = max(size, int(opt.UDPSize()))
+		}
+		resp.Truncate(size)
+	}
+	w.WriteMsg(resp)
+}
+
+// Client sends queries from a chosen local address.
+type Client struct {
+	// Local is the source address ("127.0.0.2"); "" lets the system choose.
+	Local   string
+	Timeout time.Duration
+}
+
+// Exchange sends m over netw ("udp" or "tcp") to addr and returns the
+// answer.
+func (c Client) Exchange(ctx context.Context, netw, addr string, m *dns.Msg) (*dns.Msg, error) {
+	d := &net.Dialer{Timeout: c.timeout()}
+	if c.Local != "" {
+		ip := net.ParseIP(c.Local)
+		if netw == "tcp" {
+			d.LocalAddr = &net.TCPAddr{IP: ip}
+		} else {
+			d.LocalAddr = &net.UDPAddr{IP: ip}
+		}
+	}
+	cl := &dns.Client{Net: netw, Dialer: d, Timeout: c.timeout(), UDPSize: 65535}
+	resp, _, err := cl.ExchangeContext(ctx, m, addr)
+	return resp, err
+}
+
+func (c Client) timeout() time.Duration {
+	if c.Timeout > 0 {
+		return c.Timeout
+	}
+	return 5 * time.Second
+}
+
+// NewQuery builds a query for name and type with RD set; with edns it carries
+// an OPT record of size 1232 and the DO bit as given.
+func NewQuery(name string, qtype uint16, edns, do bool) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetQuestion(name, qtype)
+	if edns {
+		m.SetEdns0(1232, do)
+	}
+	return m
+}
