@@ -1,0 +1,210 @@
+package config
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefault(t *testing.T) {
+	cfg := Default()
+	if cfg.File != BuiltinName {
+		t.Errorf("File = %q", cfg.File)
+	}
+	if got := cfg.Server.Listen; len(got) != 2 || got[0] != "127.0.0.1:5353" || got[1] != "[::1]:5353" {
+		t.Errorf("listen = %v", got)
+	}
+	if len(cfg.Server.AllowClients) != 8 {
+		t.Errorf("allow_clients = %v", cfg.Server.AllowClients)
+	}
+	if cfg.Upstream.Timeout != 2*time.Second || cfg.Upstream.Strategy != "failover" {
+		t.Errorf("upstream = %+v", cfg.Upstream)
+	}
+	if s := cfg.Upstream.Servers; len(s) != 2 || s[0].Addr != "9.9.9.9:53" || s[0].Proto != ProtoDNS {
+		t.Errorf("servers = %+v", s)
+	}
+	if cfg.Cache.Size != 100000 || cfg.Cache.MaxTTL != 24*time.Hour || cfg.Cache.MaxNegativeTTL != time.Hour || !cfg.Cache.Prefetch {
+		t.Errorf("cache = %+v", cfg.Cache)
+	}
+	b := cfg.Blocking
+	if b.Response != "nxdomain" || b.TTL != time.Minute || !b.ExtendedErrors || !b.InspectCNAMEs || !b.Watch {
+		t.Errorf("blocking = %+v", b)
+	}
+	if len(b.Block) != 1 || b.Block[0].Name != "tiktok" {
+		t.Errorf("blocking.block = %+v", b.Block)
+	}
+	wd, _ := os.Getwd()
+	if len(b.Lists) != 1 || b.Lists[0] != filepath.Join(wd, "blocklists/*.toml") {
+		t.Errorf("lists = %v", b.Lists)
+	}
+	if len(cfg.Groups) != 0 || len(cfg.Upstream.Forward) != 0 {
+		t.Errorf("groups %v, forward %v: the built-in config has none", cfg.Groups, cfg.Upstream.Forward)
+	}
+	if cfg.Metrics.Listen != "127.0.0.1:9153" || cfg.Log.Level != "info" || cfg.Log.QueryLogScope != "blocked" {
+		t.Errorf("metrics %+v log %+v", cfg.Metrics, cfg.Log)
+	}
+}
+
+const full = `
+[server]
+listen = ["127.0.0.1:53"]
+allow_clients = ["10.0.0.0/8", "192.0.2.7"]
+rate_limit = 50
+
+[upstream]
+servers = ["192.0.2.53", "tls://192.0.2.1#dns.example", "https://dns.example/dns-query"]
+strategy = "parallel"
+timeout = "500ms"
+
+[[upstream.forward]]
+zones = ["Corp.Example."]
+servers = ["10.0.0.53:5300"]
+
+[cache]
+size = 10
+serve_stale = "1h"
+
+[blocking]
+response = "sinkhole"
+sinkhole_ipv4 = "192.0.2.99"
+lists = ["lists/*.toml"]
+block = ["tiktok", "encrypted-dns"]
+
+[[group]]
+name = "investigators"
+clients = ["10.20.30.0/24", "10.20.31.17", "fd00:20:30::/64"]
+allow = ["tiktok"]
+
+[[group]]
+name = "default"
+block = ["facebook"]
+
+[log]
+query_log = "q.log"
+`
+
+func TestParseFull(t *testing.T) {
+	cfg, err := Parse("/etc/appfence/appfence.toml", []byte(full), "/etc/appfence")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Server.RateLimit != 50 || cfg.Server.AllowClients[1] != netip.MustParsePrefix("192.0.2.7/32") {
+		t.Errorf("server = %+v", cfg.Server)
+	}
+	want := []UpstreamServer{
+		{Raw: "192.0.2.53", Proto: ProtoDNS, Addr: "192.0.2.53:53"},
+		{Raw: "tls://192.0.2.1#dns.example", Proto: ProtoTLS, Addr: "192.0.2.1:853", ServerName: "dns.example"},
+		{Raw: "https://dns.example/dns-query", Proto: ProtoHTTPS, Addr: "dns.example:443", ServerName: "dns.example", URL: "https://dns.example/dns-query"},
+	}
+	for i, w := range want {
+		if cfg.Upstream.Servers[i] != w {
+			t.Errorf("server %d = %+v, want %+v", i, cfg.Upstream.Servers[i], w)
+		}
+	}
+	if f := cfg.Upstream.Forward; len(f) != 1 || f[0].Zones[0] != "corp.example" || f[0].Servers[0].Addr != "10.0.0.53:5300" || f[0].Line != 12 {
+		t.Errorf("forward = %+v", f)
+	}
+	if cfg.Cache.Size != 10 || cfg.Cache.ServeStale != time.Hour || cfg.Cache.MaxTTL != 24*time.Hour {
+		t.Errorf("cache = %+v (unset keys keep their defaults)", cfg.Cache)
+	}
+	if cfg.Blocking.Lists[0] != "/etc/appfence/lists/*.toml" || cfg.Log.QueryLog != "/etc/appfence/q.log" {
+		t.Errorf("relative paths: %v %v", cfg.Blocking.Lists, cfg.Log.QueryLog)
+	}
+	if cfg.Blocking.SinkholeIPv4 != netip.MustParseAddr("192.0.2.99") {
+		t.Errorf("sinkhole = %v", cfg.Blocking.SinkholeIPv4)
+	}
+	g := cfg.Groups[0]
+	if g.Name != "investigators" || len(g.Clients) != 3 || g.Clients[1] != netip.MustParsePrefix("10.20.31.17/32") || g.Allow[0] != (AppRef{"tiktok", "group[0].allow[0]", 29}) || g.Line != 26 {
+		t.Errorf("group = %+v", g)
+	}
+	if cfg.Groups[1].Name != "default" || cfg.Groups[1].Block[0].Name != "facebook" {
+		t.Errorf("default group = %+v", cfg.Groups[1])
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		toml string
+		want []string // each must appear in the error text
+	}{
+		{"unknown key", "[server]\nlisten = [\"127.0.0.1:53\"]\nlistne = 1\n",
+			[]string{`f.toml:3: server.listne: unknown key`}},
+		{"unknown key in group", "[[group]]\nname = \"a\"\nclients = [\"10.0.0.0/8\"]\n[[group]]\nname = \"b\"\nclinets = [\"10.1.0.0/16\"]\n",
+			[]string{`f.toml:6: group[1].clinets: unknown key`, `f.toml:4: group[1].clients: group "b" has no clients`}},
+		{"unknown section", "[sever]\nlisten = 1\n", []string{`f.toml:1: sever: unknown key`}},
+		{"bad cidr", "[[group]]\nname = \"a\"\nclients = [\n  \"10.0.0.0/8\",\n  \"10.0.0.0/33\",\n]\n",
+			[]string{`f.toml:5: group[0].clients[1]: "10.0.0.0/33": invalid CIDR prefix`}},
+		{"host bits", "[server]\nallow_clients = [\"10.0.0.1/8\"]\n",
+			[]string{`f.toml:2: server.allow_clients[0]: "10.0.0.1/8": host bits are set (did you mean 10.0.0.0/8?)`}},
+		{"duplicate group", "[[group]]\nname = \"a\"\nclients = [\"10.0.0.0/8\"]\n[[group]]\nname = \"a\"\nclients = [\"10.1.0.0/16\"]\n",
+			[]string{`f.toml:5: group[1].name: duplicate group name "a" (first at line 2)`}},
+		{"prefix in two groups", "[[group]]\nname = \"a\"\nclients = [\"10.0.0.0/8\"]\n[[group]]\nname = \"b\"\nclients = [\"10.0.0.0/8\"]\n",
+			[]string{`f.toml:6: group[1].clients[0]: 10.0.0.0/8 is also in group "a" (line 3)`}},
+		{"bad duration", "[upstream]\ntimeout = \"2 seconds\"\n",
+			[]string{`f.toml:2: upstream.timeout: "2 seconds": not a duration`}},
+		{"zero timeout", "[upstream]\ntimeout = \"0s\"\n", []string{`upstream.timeout: "0s": must be more than zero`}},
+		{"no upstream", "[upstream]\nservers = []\n", []string{`f.toml:2: upstream.servers: no upstream servers`}},
+		{"bad upstream", "[upstream]\nservers = [\"dns.example:53\", \"ftp://x\"]\n",
+			[]string{`upstream.servers[0]: "dns.example:53": a plain upstream needs an IP address`, `upstream.servers[1]: "ftp://x": unknown scheme`}},
+		{"bad strategy", "[upstream]\nstrategy = \"random\"\n", []string{`f.toml:2: upstream.strategy: "random": must be one of`}},
+		{"bad response", "[blocking]\nresponse = \"drop\"\n", []string{`f.toml:2: blocking.response: "drop"`}},
+		{"sinkhole without address", "[blocking]\nresponse = \"sinkhole\"\n", []string{`needs sinkhole_ipv4 or sinkhole_ipv6`}},
+		{"bad app name", "[blocking]\nblock = [\"TikTok\"]\n", []string{`f.toml:2: blocking.block[0]: "TikTok"`}},
+		{"block and monitor", "[blocking]\nblock = [\"x\"]\nmonitor = [\"x\"]\n", []string{`f.toml:3: blocking.monitor[0]: "x" is in both block and monitor`}},
+		{"allow and block", "[[group]]\nname = \"a\"\nclients = [\"10.0.0.0/8\"]\nallow = [\"x\"]\nblock = [\"x\"]\n",
+			[]string{`f.toml:4: group[0].allow[0]: "x" is in both allow and block`}},
+		{"default with clients", "[[group]]\nname = \"default\"\nclients = [\"10.0.0.0/8\"]\n", []string{`takes no clients`}},
+		{"wrong type", "[server]\nrate_limit = \"many\"\n", []string{`f.toml:2`, `rate_limit`}},
+		{"syntax", "[server\nlisten = 1\n", []string{`f.toml:2: expected`}},
+		{"bad listen", "[server]\nlisten = [\"localhost:53\"]\n", []string{`server.listen[0]: "localhost:53": host "localhost" is not an IP address`}},
+		{"bad zone", "[[upstream.forward]]\nzones = [\"a..b\"]\nservers = [\"10.0.0.53\"]\n", []string{`f.toml:2: upstream.forward[0].zones[0]: "a..b"`}},
+		{"missing ca", "[upstream]\nca_file = \"nope.pem\"\n", []string{`f.toml:2: upstream.ca_file:`}},
+		{"min over max", "[cache]\nmin_ttl = \"2h\"\nmax_ttl = \"1h\"\n", []string{`cache.min_ttl: 2h0m0s is more than max_ttl 1h0m0s`}},
+		{"bad log level", "[log]\nlevel = \"loud\"\n", []string{`f.toml:2: log.level: "loud"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("f.toml", []byte(tt.toml), t.TempDir())
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q\ndoes not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestParseReportsEveryError(t *testing.T) {
+	_, err := Parse("f.toml", []byte("[upstream]\ntimeout = \"x\"\nstrategy = \"y\"\n[log]\nlevel = \"z\"\n"), t.TempDir())
+	if err == nil {
+		t.Fatal("no error")
+	}
+	if n := len(strings.Split(err.Error(), "\n")); n != 3 {
+		t.Errorf("%d errors reported, want 3:\n%v", n, err)
+	}
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "appfence.toml")
+	if err := os.WriteFile(path, []byte("[blocking]\nlists = [\"apps/*.toml\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Dir != dir || cfg.Blocking.Lists[0] != filepath.Join(dir, "apps/*.toml") {
+		t.Errorf("dir %q lists %v", cfg.Dir, cfg.Blocking.Lists)
+	}
+	if _, err := Load(filepath.Join(dir, "missing.toml")); err == nil {
+		t.Error("missing file: no error")
+	}
+}

@@ -1,0 +1,429 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/appfence/appfence/internal/dnsname"
+	"github.com/appfence/appfence/internal/iptable"
+	"github.com/appfence/appfence/internal/tomlpos"
+)
+
+// validator turns a rawConfig into a Config, collecting every problem.
+type validator struct {
+	file string
+	dir  string
+	pos  *tomlpos.Index
+	errs []error
+}
+
+// line returns the line of path, falling back to the enclosing key for an
+// element the locator could not place.
+func (v *validator) line(path string) int {
+	for {
+		if l := v.pos.Line(path); l > 0 {
+			return l
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i <= 0 {
+			return 0
+		}
+		path = path[:i]
+	}
+}
+
+func (v *validator) errorf(path, format string, args ...any) {
+	v.errs = append(v.errs, &tomlpos.Error{File: v.file, Line: v.line(path), Key: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func elem(path string, i int) string { return path + "[" + strconv.Itoa(i) + "]" }
+
+func (v *validator) config(raw *rawConfig) *Config {
+	cfg := &Config{File: v.file, Dir: v.dir}
+	v.server(raw, &cfg.Server)
+	v.upstream(raw, &cfg.Upstream)
+	v.cache(raw, &cfg.Cache)
+	v.blocking(raw, &cfg.Blocking)
+	cfg.Groups = v.groups(raw)
+	v.metrics(raw, &cfg.Metrics)
+	v.log(raw, &cfg.Log)
+	return cfg
+}
+
+func (v *validator) server(raw *rawConfig, s *Server) {
+	r := raw.Server
+	if len(r.Listen) == 0 {
+		v.errorf("server.listen", "at least one address is needed")
+	}
+	for i, a := range r.Listen {
+		if err := checkHostPort(a); err != nil {
+			v.errorf(elem("server.listen", i), "%q: %v", a, err)
+			continue
+		}
+		s.Listen = append(s.Listen, a)
+	}
+	if len(r.AllowClients) == 0 {
+		v.errorf("server.allow_clients", "empty: every client would be refused (write \"0.0.0.0/0\", \"::/0\" to answer anyone)")
+	}
+	for i, c := range r.AllowClients {
+		p, err := iptable.ParsePrefix(c)
+		if err != nil {
+			v.errorf(elem("server.allow_clients", i), "%v", err)
+			continue
+		}
+		s.AllowClients = append(s.AllowClients, p)
+	}
+	if r.RateLimit < 0 {
+		v.errorf("server.rate_limit", "%d: must be 0 (off) or more", r.RateLimit)
+	}
+	s.RateLimit = r.RateLimit
+	s.TCPIdleTimeout = v.duration("server.tcp_idle_timeout", r.TCPIdleTimeout, true)
+	if r.MaxTCPConnections < 1 {
+		v.errorf("server.max_tcp_connections", "%d: must be at least 1", r.MaxTCPConnections)
+	}
+	s.MaxTCPConnections = r.MaxTCPConnections
+}
+
+func (v *validator) upstream(raw *rawConfig, u *Upstream) {
+	r := raw.Upstream
+	if len(r.Servers) == 0 {
+		v.errorf("upstream.servers", "no upstream servers: at least one is needed")
+	}
+	u.Servers = v.upstreamServers("upstream.servers", r.Servers)
+	if !slices.Contains(Strategies, r.Strategy) {
+		v.errorf("upstream.strategy", "%q: must be one of %s", r.Strategy, strings.Join(Strategies, ", "))
+	}
+	u.Strategy = r.Strategy
+	u.Timeout = v.duration("upstream.timeout", r.Timeout, true)
+	if r.CAFile != "" {
+		u.CAFile = v.path(r.CAFile)
+		if _, err := os.Stat(u.CAFile); err != nil {
+			v.errorf("upstream.ca_file", "%v", err)
+		}
+	}
+	zones := map[string]string{}
+	for i, f := range r.Forward {
+		path := elem("upstream.forward", i)
+		fw := Forward{Line: v.line(path)}
+		if len(f.Zones) == 0 {
+			v.errorf(path+".zones", "at least one zone is needed")
+		}
+		for j, z := range f.Zones {
+			name, err := dnsname.Parse(z)
+			if err != nil {
+				v.errorf(elem(path+".zones", j), "%q: %v", z, err)
+				continue
+			}
+			if other, dup := zones[name]; dup {
+				v.errorf(elem(path+".zones", j), "zone %q is also forwarded by %s", name, other)
+				continue
+			}
+			zones[name] = path
+			fw.Zones = append(fw.Zones, name)
+		}
+		if len(f.Servers) == 0 {
+			v.errorf(path+".servers", "no servers for this zone")
+		}
+		fw.Servers = v.upstreamServers(path+".servers", f.Servers)
+		u.Forward = append(u.Forward, fw)
+	}
+}
+
+func (v *validator) upstreamServers(path string, list []string) []UpstreamServer {
+	var out []UpstreamServer
+	for i, s := range list {
+		us, err := ParseUpstream(s)
+		if err != nil {
+			v.errorf(elem(path, i), "%v", err)
+			continue
+		}
+		out = append(out, us)
+	}
+	return out
+}
+
+func (v *validator) cache(raw *rawConfig, c *Cache) {
+	r := raw.Cache
+	if r.Size < 0 {
+		v.errorf("cache.size", "%d: must be 0 (no cache) or more", r.Size)
+	}
+	c.Size = r.Size
+	c.MinTTL = v.duration("cache.min_ttl", r.MinTTL, false)
+	c.MaxTTL = v.duration("cache.max_ttl", r.MaxTTL, false)
+	c.MaxNegativeTTL = v.duration("cache.max_negative_ttl", r.MaxNegativeTTL, false)
+	if c.MinTTL > c.MaxTTL {
+		v.errorf("cache.min_ttl", "%s is more than max_ttl %s", c.MinTTL, c.MaxTTL)
+	}
+	c.Prefetch = r.Prefetch
+	c.ServeStale = v.duration("cache.serve_stale", r.ServeStale, false)
+}
+
+var appNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
+
+// AppNameValid reports whether name is a valid app name.
+func AppNameValid(name string) bool { return appNameRE.MatchString(name) }
+
+func (v *validator) appRefs(path string, names []string) []AppRef {
+	var refs []AppRef
+	seen := map[string]bool{}
+	for i, n := range names {
+		p := elem(path, i)
+		if !AppNameValid(n) {
+			v.errorf(p, "%q: app names are lower-case letters, digits and '-'", n)
+			continue
+		}
+		if seen[n] {
+			v.errorf(p, "%q listed twice", n)
+			continue
+		}
+		seen[n] = true
+		refs = append(refs, AppRef{Name: n, Key: p, Line: v.line(p)})
+	}
+	return refs
+}
+
+func (v *validator) blocking(raw *rawConfig, b *Blocking) {
+	r := raw.Blocking
+	if !slices.Contains(Responses, r.Response) {
+		v.errorf("blocking.response", "%q: must be one of %s", r.Response, strings.Join(Responses, ", "))
+	}
+	b.Response = r.Response
+	if r.SinkholeIPv4 != "" {
+		a, err := netip.ParseAddr(r.SinkholeIPv4)
+		if err != nil || !a.Is4() {
+			v.errorf("blocking.sinkhole_ipv4", "%q: not an IPv4 address", r.SinkholeIPv4)
+		}
+		b.SinkholeIPv4 = a
+	}
+	if r.SinkholeIPv6 != "" {
+		a, err := netip.ParseAddr(r.SinkholeIPv6)
+		if err != nil || !a.Is6() || a.Is4In6() || a.Zone() != "" {
+			v.errorf("blocking.sinkhole_ipv6", "%q: not an IPv6 address", r.SinkholeIPv6)
+		}
+		b.SinkholeIPv6 = a
+	}
+	if r.Response == ResponseSinkhole && r.SinkholeIPv4 == "" && r.SinkholeIPv6 == "" {
+		v.errorf("blocking.response", "\"sinkhole\" needs sinkhole_ipv4 or sinkhole_ipv6")
+	}
+	b.TTL = v.duration("blocking.ttl", r.TTL, false)
+	if b.TTL > 0x7fffffff*time.Second {
+		v.errorf("blocking.ttl", "%s: too long for a DNS TTL", b.TTL)
+	}
+	b.ExtendedErrors = r.ExtendedErrors
+	b.InspectCNAMEs = r.InspectCNAMEs
+	for i, g := range r.Lists {
+		if _, err := filepath.Match(g, ""); err != nil {
+			v.errorf(elem("blocking.lists", i), "%q: %v", g, err)
+			continue
+		}
+		b.Lists = append(b.Lists, v.path(g))
+	}
+	b.Watch = r.Watch
+	if r.CacheDir != "" {
+		b.CacheDir = v.path(r.CacheDir)
+	}
+	b.Block = v.appRefs("blocking.block", r.Block)
+	b.Monitor = v.appRefs("blocking.monitor", r.Monitor)
+	for _, m := range b.Monitor {
+		if slices.ContainsFunc(b.Block, func(a AppRef) bool { return a.Name == m.Name }) {
+			v.errs = append(v.errs, &tomlpos.Error{File: v.file, Line: m.Line, Key: m.Key,
+				Msg: fmt.Sprintf("%q is in both block and monitor", m.Name)})
+		}
+	}
+}
+
+var groupNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+func (v *validator) groups(raw *rawConfig) []Group {
+	var groups []Group
+	names := map[string]int{}           // name -> line
+	owners := map[netip.Prefix]string{} // prefix -> "group X (line N)"
+	for i, r := range raw.Groups {
+		path := elem("group", i)
+		g := Group{Name: r.Name, Line: v.line(path)}
+		switch {
+		case r.Name == "":
+			v.errorf(path+".name", "every group needs a name")
+		case !groupNameRE.MatchString(r.Name):
+			v.errorf(path+".name", "%q: group names are letters, digits, '.', '_' and '-' (at most 64)", r.Name)
+		}
+		if line, dup := names[r.Name]; dup && r.Name != "" {
+			v.errorf(path+".name", "duplicate group name %q (first at line %d)", r.Name, line)
+		}
+		names[r.Name] = v.line(path + ".name")
+		if r.Name == DefaultGroup && len(r.Clients) > 0 {
+			v.errorf(path+".clients", "the %q group holds every client that matches no other group: it takes no clients", DefaultGroup)
+		}
+		if r.Name != DefaultGroup && len(r.Clients) == 0 {
+			v.errorf(path+".clients", "group %q has no clients", r.Name)
+		}
+		for j, c := range r.Clients {
+			p, err := iptable.ParsePrefix(c)
+			if err != nil {
+				v.errorf(elem(path+".clients", j), "%v", err)
+				continue
+			}
+			here := fmt.Sprintf("group %q (line %d)", r.Name, v.line(elem(path+".clients", j)))
+			if other, dup := owners[p]; dup {
+				v.errorf(elem(path+".clients", j), "%s is also in %s", p, other)
+				continue
+			}
+			owners[p] = here
+			g.Clients = append(g.Clients, p)
+		}
+		g.Allow = v.appRefs(path+".allow", r.Allow)
+		g.Block = v.appRefs(path+".block", r.Block)
+		for _, a := range g.Allow {
+			if slices.ContainsFunc(g.Block, func(b AppRef) bool { return b.Name == a.Name }) {
+				v.errs = append(v.errs, &tomlpos.Error{File: v.file, Line: a.Line, Key: a.Key,
+					Msg: fmt.Sprintf("%q is in both allow and block of group %q", a.Name, r.Name)})
+			}
+		}
+		groups = append(groups, g)
+	}
+	return groups
+}
+
+func (v *validator) metrics(raw *rawConfig, m *Metrics) {
+	if l := raw.Metrics.Listen; l != "" {
+		if err := checkHostPort(l); err != nil {
+			v.errorf("metrics.listen", "%q: %v", l, err)
+		}
+	}
+	m.Listen = raw.Metrics.Listen
+}
+
+func (v *validator) log(raw *rawConfig, l *Log) {
+	r := raw.Log
+	oneOf := func(key, val string, valid ...string) {
+		if !slices.Contains(valid, val) {
+			v.errorf(key, "%q: must be one of %s", val, strings.Join(valid, ", "))
+		}
+	}
+	oneOf("log.level", r.Level, "debug", "info", "warn", "error")
+	oneOf("log.format", r.Format, "text", "json")
+	oneOf("log.query_log_scope", r.QueryLogScope, "blocked", "all")
+	l.Level, l.Format, l.QueryLogScope = r.Level, r.Format, r.QueryLogScope
+	l.QueryLog = r.QueryLog
+	if r.QueryLog != "" && r.QueryLog != "-" {
+		l.QueryLog = v.path(r.QueryLog)
+	}
+	l.AnonymizeClients = r.AnonymizeClients
+}
+
+// duration parses a Go duration; positive requires it to be more than zero.
+func (v *validator) duration(key, s string, positive bool) time.Duration {
+	d, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		v.errorf(key, "%q: not a duration (write e.g. \"2s\", \"500ms\", \"1h\")", s)
+	case d < 0:
+		v.errorf(key, "%q: must not be negative", s)
+	case positive && d == 0:
+		v.errorf(key, "%q: must be more than zero", s)
+	}
+	return d
+}
+
+// path makes p absolute against the config's directory.
+func (v *validator) path(p string) string {
+	if filepath.IsAbs(p) {
+		return filepath.Clean(p)
+	}
+	return filepath.Join(v.dir, p)
+}
+
+// checkHostPort accepts "ip:port" or ":port" with a numeric port.
+func checkHostPort(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("not host:port: %v", err)
+	}
+	if host != "" {
+		if _, err := netip.ParseAddr(host); err != nil {
+			return fmt.Errorf("host %q is not an IP address", host)
+		}
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	return nil
+}
+
+// ParseUpstream parses an upstream server entry: "host:port" or "host"
+// (plain DNS, port 53), "tls://host[:port][#server-name]" (DoT, port 853)
+// or "https://host[:port]/path" (DoH).
+func ParseUpstream(s string) (UpstreamServer, error) {
+	us := UpstreamServer{Raw: s}
+	switch {
+	case strings.HasPrefix(s, "tls://"):
+		rest := strings.TrimPrefix(s, "tls://")
+		host, name, _ := strings.Cut(rest, "#")
+		addr, h, err := withDefaultPort(host, "853")
+		if err != nil {
+			return us, fmt.Errorf("%q: %v", s, err)
+		}
+		if name == "" {
+			name = h
+		}
+		us.Proto, us.Addr, us.ServerName = ProtoTLS, addr, name
+	case strings.HasPrefix(s, "https://"):
+		u, err := url.Parse(s)
+		if err != nil || u.Host == "" {
+			return us, fmt.Errorf("%q: not a DoH URL like https://dns.example/dns-query", s)
+		}
+		if u.Path == "" {
+			u.Path = "/dns-query"
+		}
+		us.Proto, us.URL, us.ServerName = ProtoHTTPS, u.String(), u.Hostname()
+		us.Addr = u.Host
+		if u.Port() == "" {
+			us.Addr = net.JoinHostPort(u.Hostname(), "443")
+		}
+	case strings.Contains(s, "://"):
+		return us, fmt.Errorf("%q: unknown scheme (use host:port, tls:// or https://)", s)
+	default:
+		addr, h, err := withDefaultPort(s, "53")
+		if err != nil {
+			return us, fmt.Errorf("%q: %v", s, err)
+		}
+		if _, err := netip.ParseAddr(h); err != nil {
+			return us, fmt.Errorf("%q: a plain upstream needs an IP address (a name would need a resolver to find it)", s)
+		}
+		us.Proto, us.Addr = ProtoDNS, addr
+	}
+	return us, nil
+}
+
+// withDefaultPort returns host:port, adding port when s has none.
+func withDefaultPort(s, port string) (addr, host string, err error) {
+	if s == "" {
+		return "", "", fmt.Errorf("empty address")
+	}
+	if a, err := netip.ParseAddr(strings.Trim(s, "[]")); err == nil {
+		return net.JoinHostPort(a.String(), port), a.String(), nil
+	}
+	h, p, err := net.SplitHostPort(s)
+	if err != nil {
+		if strings.Contains(s, ":") {
+			return "", "", fmt.Errorf("not host:port")
+		}
+		return net.JoinHostPort(s, port), s, nil
+	}
+	if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+		return "", "", fmt.Errorf("port %q is not a number from 1 to 65535", p)
+	}
+	if h == "" {
+		return "", "", fmt.Errorf("no host")
+	}
+	return net.JoinHostPort(h, p), h, nil
+}
