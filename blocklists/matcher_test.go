@@ -1,0 +1,253 @@
+package blocklists
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// writeApps writes an app-definition file and any list files into a new
+// directory and returns the app file's path.
+func writeApps(t testing.TB, appTOML string, lists map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range lists {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := filepath.Join(dir, "apps.toml")
+	if err := os.WriteFile(p, []byte(appTOML), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const testApps = `[[app]]
+name = "video"
+domains = ["video.test", "cdn.example.net"]
+exact = ["log.tracker.test"]
+patterns = ["p16-video-*.img.test", "edge*.*.cache.test"]
+allow = ["careers.video.test", "ok-*.video.test"]
+sources = [{ file = "video.txt", format = "domains" }]
+
+[[app]]
+name = "chat"
+domains = ["chat.test", "example.net"]
+allow = ["help.chat.test"]
+`
+
+func TestMatch(t *testing.T) {
+	p := writeApps(t, testApps, map[string]string{"video.txt": "# comment\nvideo-static.test\n\n*.wild.test\n"})
+	set, err := Load(Options{Globs: []string{p}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := set.Matcher
+	tests := []struct {
+		name string
+		app  string
+		rule string
+		kind Kind
+		file string
+		line int
+	}{
+		{"video.test", "video", "video.test", KindDomain, "apps.toml", 3},
+		{"www.video.test", "video", "video.test", KindDomain, "apps.toml", 3},
+		{"a.b.c.video.test", "video", "video.test", KindDomain, "apps.toml", 3},
+		{"xvideo.test", "", "", KindNone, "", 0},
+		{"test", "", "", KindNone, "", 0},
+		{"careers.video.test", "video", "careers.video.test", KindAllow, "apps.toml", 6},
+		{"jobs.careers.video.test", "video", "careers.video.test", KindAllow, "apps.toml", 6},
+		{"ok-1.video.test", "video", "ok-*.video.test", KindAllow, "apps.toml", 6},
+		{"log.tracker.test", "video", "log.tracker.test", KindExact, "apps.toml", 4},
+		{"sub.log.tracker.test", "", "", KindNone, "", 0},
+		{"tracker.test", "", "", KindNone, "", 0},
+		{"p16-video-va.img.test", "video", "p16-video-*.img.test", KindPattern, "apps.toml", 5},
+		{"x.y.p16-video-va.img.test", "video", "p16-video-*.img.test", KindPattern, "apps.toml", 5},
+		{"p16-audio-va.img.test", "", "", KindNone, "", 0},
+		{"img.test", "", "", KindNone, "", 0},
+		{"edge1.eu.cache.test", "video", "edge*.*.cache.test", KindPattern, "apps.toml", 5},
+		{"core1.eu.cache.test", "", "", KindNone, "", 0},
+		// the longest rule wins across apps
+		{"cdn.example.net", "video", "cdn.example.net", KindDomain, "apps.toml", 3},
+		{"img.cdn.example.net", "video", "cdn.example.net", KindDomain, "apps.toml", 3},
+		{"www.example.net", "chat", "example.net", KindDomain, "apps.toml", 11},
+		{"help.chat.test", "chat", "help.chat.test", KindAllow, "apps.toml", 12},
+		// from the list source
+		{"video-static.test", "video", "video-static.test", KindDomain, "video.txt", 2},
+		{"a.wild.test", "video", "*.wild.test", KindPattern, "video.txt", 4},
+		{"a.b.wild.test", "video", "*.wild.test", KindPattern, "video.txt", 4},
+		{"wild.test", "", "", KindNone, "", 0},
+	}
+	for _, tt := range tests {
+		got, ok := m.Match(tt.name)
+		if tt.app == "" {
+			if ok {
+				t.Errorf("Match(%q) = %+v, want no match", tt.name, got)
+			}
+			continue
+		}
+		if !ok || got.App.Name != tt.app || got.Rule != tt.rule || got.Kind != tt.kind ||
+			filepath.Base(got.Origin.File) != tt.file || got.Origin.Line != tt.line {
+			t.Errorf("Match(%q) = %v %+v at %s, want %s %s %v at %s:%d", tt.name, ok, got, got.Origin, tt.app, tt.rule, tt.kind, tt.file, tt.line)
+		}
+	}
+	if set.Rules["video"] != 9 || set.Rules["chat"] != 3 {
+		t.Errorf("rule counts = %v", set.Rules)
+	}
+}
+
+func TestMatchAllowTiesWin(t *testing.T) {
+	p := writeApps(t, `[[app]]
+name = "a"
+domains = ["same.test"]
+exact = ["exact.test"]
+[[app]]
+name = "b"
+allow = ["same.test", "exact.test"]
+`, nil)
+	set, err := Load(Options{Globs: []string{p}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"same.test", "www.same.test", "exact.test"} {
+		if got, _ := set.Matcher.Match(name); got.Kind != KindAllow {
+			t.Errorf("Match(%q) = %+v, want the allow rule", name, got)
+		}
+	}
+}
+
+func TestConflicts(t *testing.T) {
+	p := writeApps(t, `[[app]]
+name = "a"
+domains = ["shared.test"]
+[[app]]
+name = "b"
+domains = ["shared.test", "own.test"]
+`, nil)
+	set, err := Load(Options{Globs: []string{p}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(set.Conflicts) != 1 || set.Conflicts[0].Kept.Name != "a" || set.Conflicts[0].Dropped.Name != "b" || set.Conflicts[0].DroppedAt.Line != 6 {
+		t.Errorf("conflicts = %+v", set.Conflicts)
+	}
+	if got, _ := set.Matcher.Match("shared.test"); got.App.Name != "a" {
+		t.Errorf("shared.test belongs to %s, want the first app", got.App.Name)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		toml string
+		want string
+	}{
+		{"unknown key", "[[app]]\nname = \"a\"\ndomian = [\"x.test\"]\n", "apps.toml:3: app[0].domian: unknown key"},
+		{"bad name", "[[app]]\nname = \"A b\"\n", `apps.toml:2: app[0].name: "A b"`},
+		{"bad domain", "[[app]]\nname = \"a\"\ndomains = [\n  \"ok.test\",\n  \"bad..test\",\n]\n", `apps.toml:5: app[0].domains[1]: "bad..test"`},
+		{"wildcard in domains", "[[app]]\nname = \"a\"\ndomains = [\"*.x.test\"]\n", `use patterns for wildcards`},
+		{"bad pattern", "[[app]]\nname = \"a\"\npatterns = [\"x.*\"]\n", `apps.toml:3: app[0].patterns[0]`},
+		{"missing source", "[[app]]\nname = \"a\"\nsources = [{ file = \"nope.txt\", format = \"domains\" }]\n", "apps.toml:3: sources: open"},
+		{"bad format", "[[app]]\nname = \"a\"\nsources = [{ file = \"x.txt\", format = \"csv\" }]\n", `apps.toml:3: app[0].sources[0].format: "csv"`},
+		{"bad range", "[[app]]\nname = \"a\"\nip_ranges = [\"1.2.3.4/33\"]\n", `apps.toml:3: app[0].ip_ranges[0]`},
+		{"duplicate app", "[[app]]\nname = \"a\"\n[[app]]\nname = \"a\"\n", `apps.toml:4: app[1].name: app "a" is defined twice`},
+		{"builtin name", "[[app]]\nname = \"tiktok\"\n", `app "tiktok" is already defined at builtin:tiktok.toml`},
+		{"syntax", "[[app]\nname = 1\n", "apps.toml:2: expected"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := writeApps(t, tt.toml, nil)
+			_, err := Load(Options{Globs: []string{p}})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error = %v\nwant it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestInvalidListLinesAreReportedNotFatal(t *testing.T) {
+	var list strings.Builder
+	list.WriteString("good.test\n")
+	for i := 0; i < 8; i++ {
+		list.WriteString("bad..name\n")
+	}
+	p := writeApps(t, "[[app]]\nname = \"a\"\nsources = [{ file = \"l.txt\", format = \"domains\" }]\n", map[string]string{"l.txt": list.String()})
+	set, err := Load(Options{Globs: []string{p}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := set.Matcher.Match("good.test"); !ok {
+		t.Error("the valid line was lost")
+	}
+	st := set.Sources[filepath.Join(filepath.Dir(p), "l.txt")]
+	if st.Invalid != 8 || len(st.Errors) != maxReported || !strings.Contains(st.Errors[0].Error(), "l.txt:2:") {
+		t.Errorf("stats = %+v", st)
+	}
+	if len(set.Warnings) != maxReported+1 {
+		t.Errorf("warnings = %q", set.Warnings)
+	}
+}
+
+func TestMatchDoesNotAllocate(t *testing.T) {
+	p := writeApps(t, testApps, map[string]string{"video.txt": "*.wild.test\n"})
+	set, err := Load(Options{Globs: []string{p}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"www.video.test", "p16-video-va.img.test", "nothing.example.org", "a.wild.test"} {
+		if n := testing.AllocsPerRun(100, func() { set.Matcher.Match(name) }); n != 0 {
+			t.Errorf("Match(%q) allocates %v times", name, n)
+		}
+	}
+}
+
+func TestGlobLabel(t *testing.T) {
+	tests := []struct {
+		pat, s string
+		want   bool
+	}{
+		{"*", "anything", true},
+		{"*", "", true},
+		{"p16-*", "p16-va", true},
+		{"p16-*", "p17-va", false},
+		{"a*b*c", "axxbyyc", true},
+		{"a*b*c", "axxbyy", false},
+		{"*-edge", "eu-edge", true},
+		{"exact", "exact", true},
+		{"exact", "exacts", false},
+	}
+	for _, tt := range tests {
+		if got := globLabel(tt.pat, tt.s); got != tt.want {
+			t.Errorf("globLabel(%q, %q) = %v", tt.pat, tt.s, got)
+		}
+	}
+}
+
+// synthetic writes n distinct domain names, deterministic, to a list file.
+func synthetic(t testing.TB, n int) string {
+	t.Helper()
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "host%d.zone%d.example%d.test\n", i, i%977, i%31)
+	}
+	return writeApps(t, "[[app]]\nname = \"big\"\nsources = [{ file = \"big.txt\", format = \"domains\" }]\n", map[string]string{"big.txt": b.String()})
+}
+
+func BenchmarkMatch1M(b *testing.B) {
+	p := synthetic(b, 1_000_000)
+	set, err := Load(Options{Globs: []string{p}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	names := []string{"www.host4242.zone335.example26.test", "www.tiktok.com", "nothing.example.org", "a.b.c.d.e.f.g.example.com"}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		set.Matcher.Match(names[i&3])
+		i++
+	}
+}
