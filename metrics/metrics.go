@@ -1,0 +1,122 @@
+// Package metrics owns AppFence's Prometheus collectors and the HTTP
+// endpoints that expose them. Collectors are created on a registry passed in
+// (there is no package-level state) and only observe: nothing in the
+// resolver reads them back to make a decision.
+//
+// Labels stay bounded: group and app values come from the configuration,
+// upstream values from upstream.servers, never from client addresses or
+// query names.
+package metrics
+
+import (
+	"runtime"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Namespace prefixes every metric name.
+const Namespace = "appfence"
+
+// Metrics holds every collector of the SPEC's metrics table.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	Queries          *prometheus.CounterVec   // group, action
+	AppQueries       *prometheus.CounterVec   // group, app, action
+	Responses        *prometheus.CounterVec   // group, rcode
+	QueryDuration    *prometheus.HistogramVec // group
+	CacheRequests    *prometheus.CounterVec   // result
+	CacheEntries     prometheus.Gauge
+	UpstreamRequests *prometheus.CounterVec   // upstream, rcode
+	UpstreamErrors   *prometheus.CounterVec   // upstream, kind
+	UpstreamDuration *prometheus.HistogramVec // upstream
+	UpstreamUp       *prometheus.GaugeVec     // upstream
+	BlocklistRules   *prometheus.GaugeVec     // app
+	Reloads          *prometheus.CounterVec   // result
+	LastReloadOK     prometheus.Gauge
+	LastReloadTime   prometheus.Gauge
+	BuildInfo        *prometheus.GaugeVec // version, goversion
+	QueryLogDropped  prometheus.Counter
+	DroppedRequests  *prometheus.CounterVec // reason
+}
+
+// New creates the collectors on a new registry, with the Go and process
+// collectors, and sets appfence_build_info for version.
+func New(version string) *Metrics {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	f := factory{reg}
+	m := &Metrics{
+		Registry: reg,
+		Queries: f.counter("queries_total",
+			"Queries answered, by client group and action (resolved, blocked, exempted, monitored, refused, dropped).",
+			"group", "action"),
+		AppQueries: f.counter("app_queries_total",
+			"Queries for an app's names, by client group, app and action (blocked, exempted, monitored).",
+			"group", "app", "action"),
+		Responses: f.counter("responses_total",
+			"Responses sent, by client group and response code.", "group", "rcode"),
+		QueryDuration: f.histogram("query_duration_seconds",
+			"Time from receiving a query to sending its answer, by client group.",
+			[]float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}, "group"),
+		CacheRequests: f.counter("cache_requests_total",
+			"Cache lookups, by result (hit, miss, stale).", "result"),
+		CacheEntries: f.gauge("cache_entries", "Entries in the cache."),
+		UpstreamRequests: f.counter("upstream_requests_total",
+			"Answers received from upstream servers, by upstream and response code.", "upstream", "rcode"),
+		UpstreamErrors: f.counter("upstream_errors_total",
+			"Failed upstream exchanges, by upstream and kind (timeout, network, tls, http, other).", "upstream", "kind"),
+		UpstreamDuration: f.histogram("upstream_duration_seconds",
+			"Round-trip time of upstream exchanges, by upstream.",
+			[]float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}, "upstream"),
+		UpstreamUp: f.gaugeVec("upstream_up",
+			"1 when the upstream server is considered healthy, 0 when it is marked down.", "upstream"),
+		BlocklistRules: f.gaugeVec("blocklist_rules", "Rules compiled for each app.", "app"),
+		Reloads: f.counter("config_reloads_total",
+			"Policy reloads, by result (success, failure).", "result"),
+		LastReloadOK: f.gauge("config_last_reload_successful",
+			"1 when the last reload succeeded, 0 when it failed (the previous policy keeps serving)."),
+		LastReloadTime: f.gauge("config_last_reload_success_timestamp_seconds",
+			"Unix time of the last successful load or reload."),
+		BuildInfo: f.gaugeVec("build_info", "Build information; the value is always 1.", "version", "goversion"),
+		QueryLogDropped: f.counter("querylog_dropped_total",
+			"Query log lines dropped because the log writer could not keep up.").WithLabelValues(),
+		DroppedRequests: f.counter("dropped_requests_total",
+			"Requests dropped without an answer, by reason (malformed, rate_limit, overload).", "reason"),
+	}
+	m.BuildInfo.WithLabelValues(version, runtime.Version()).Set(1)
+	for _, r := range []string{"success", "failure"} {
+		m.Reloads.WithLabelValues(r)
+	}
+	for _, r := range []string{"hit", "miss", "stale"} {
+		m.CacheRequests.WithLabelValues(r)
+	}
+	return m
+}
+
+type factory struct{ reg prometheus.Registerer }
+
+func (f factory) counter(name, help string, labels ...string) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: name, Help: help}, labels)
+	f.reg.MustRegister(c)
+	return c
+}
+
+func (f factory) gauge(name, help string) prometheus.Gauge {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Name: name, Help: help})
+	f.reg.MustRegister(g)
+	return g
+}
+
+func (f factory) gaugeVec(name, help string, labels ...string) *prometheus.GaugeVec {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: Namespace, Name: name, Help: help}, labels)
+	f.reg.MustRegister(g)
+	return g
+}
+
+func (f factory) histogram(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: Namespace, Name: name, Help: help, Buckets: buckets}, labels)
+	f.reg.MustRegister(h)
+	return h
+}

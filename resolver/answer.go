@@ -1,0 +1,186 @@
+package resolver
+
+import (
+	"net/netip"
+	"strings"
+
+	"github.com/miekg/dns"
+
+	"github.com/appfence/appfence/blocklists"
+	"github.com/appfence/appfence/config"
+	"github.com/appfence/appfence/resolver/policy"
+)
+
+// ednsSize is the UDP payload size AppFence advertises, to clients and to
+// upstreams (the DNS flag day 2020 value, which avoids IP fragmentation).
+const ednsSize = 1232
+
+// Names in the SOA of block answers. .invalid is reserved (RFC 6761), so
+// they can never collide with a real zone.
+const (
+	soaMName = "appfence.invalid."
+	soaRName = "hostmaster.appfence.invalid."
+)
+
+// Addresses of the "null" block response.
+var (
+	nullIPv4 = netip.IPv4Unspecified()
+	nullIPv6 = netip.IPv6Unspecified()
+)
+
+// blockAnswer builds the block response for req according to the
+// blocking.response mode: the question echoed, RA set, AA clear, an SOA in
+// the authority section with the block TTL, and EDE 15 naming the app for
+// EDNS clients (added by finish).
+func blockAnswer(p *policy.Policy, req *dns.Msg, name string, d *policy.Decision) *dns.Msg {
+	b := p.Config.Blocking
+	resp := new(dns.Msg)
+	resp.SetReply(req)
+	q := req.Question[0]
+	ttl := uint32(b.TTL.Seconds())
+	switch b.Response {
+	case config.ResponseNXDomain:
+		resp.Rcode = dns.RcodeNameError
+	case config.ResponseRefused:
+		resp.Rcode = dns.RcodeRefused
+	case config.ResponseNull, config.ResponseSinkhole:
+		hdr := dns.RR_Header{Name: q.Name, Class: q.Qclass, Rrtype: q.Qtype, Ttl: ttl}
+		v4, v6 := b.SinkholeIPv4, b.SinkholeIPv6
+		if b.Response == config.ResponseNull {
+			v4, v6 = nullIPv4, nullIPv6
+		}
+		switch {
+		case q.Qtype == dns.TypeA && v4.IsValid():
+			resp.Answer = []dns.RR{&dns.A{Hdr: hdr, A: v4.AsSlice()}}
+		case q.Qtype == dns.TypeAAAA && v6.IsValid():
+			resp.Answer = []dns.RR{&dns.AAAA{Hdr: hdr, AAAA: v6.AsSlice()}}
+		}
+	}
+	resp.Ns = []dns.RR{blockSOA(p, name, d, ttl)}
+	return resp
+}
+
+// blockSOA returns the SOA of a block answer. Its owner is the blocked
+// domain (the rule's name, or the query name for exact and pattern rules),
+// its serial the policy's load time, and its TTL and MINIMUM the block TTL,
+// so that resolvers behind AppFence cache the answer for that long (RFC 2308).
+func blockSOA(p *policy.Policy, name string, d *policy.Decision, ttl uint32) *dns.SOA {
+	zone := name
+	if d.Match.Kind == blocklists.KindDomain {
+		zone = d.Match.Rule
+	}
+	return &dns.SOA{
+		Hdr:     dns.RR_Header{Name: fqdn(zone), Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: ttl},
+		Ns:      soaMName,
+		Mbox:    soaRName,
+		Serial:  uint32(p.Loaded.Unix()),
+		Refresh: 3600,
+		Retry:   600,
+		Expire:  86400,
+		Minttl:  ttl,
+	}
+}
+
+// blockText is the EDE extra text of a block answer.
+func blockText(d *policy.Decision) string {
+	return "blocked: app=" + d.App() + " group=" + d.Group.Name
+}
+
+// fqdn turns a canonical name back into a fully qualified one.
+func fqdn(name string) string {
+	if name == "" {
+		return "."
+	}
+	return name + "."
+}
+
+// errorReply returns an empty reply to req with the given rcode.
+func errorReply(req *dns.Msg, rcode int) *dns.Msg {
+	resp := new(dns.Msg)
+	resp.SetRcode(req, rcode)
+	return resp
+}
+
+// upstreamQuery builds the query sent upstream for req: the canonical
+// (lower-case) name, RD set, CD and AD copied, and EDNS with the DO bit of
+// the client and a payload size of at least ednsSize. Other EDNS options of
+// the client (cookies, client subnet) are hop-by-hop and not forwarded.
+func upstreamQuery(req *dns.Msg, name string) *dns.Msg {
+	q := req.Question[0]
+	m := &dns.Msg{
+		MsgHdr: dns.MsgHdr{
+			Id:                dns.Id(),
+			Opcode:            dns.OpcodeQuery,
+			RecursionDesired:  true,
+			CheckingDisabled:  req.CheckingDisabled,
+			AuthenticatedData: req.AuthenticatedData,
+		},
+		Question: []dns.Question{{Name: fqdn(name), Qtype: q.Qtype, Qclass: q.Qclass}},
+	}
+	size, do := uint16(ednsSize), false
+	if opt := req.IsEdns0(); opt != nil {
+		size = max(size, opt.UDPSize())
+		do = opt.Do()
+	}
+	m.SetEdns0(size, do)
+	return m
+}
+
+// finish makes resp the reply to req as the client asked it: the client's
+// ID, question and letter case, RA set, the client's EDNS (our OPT with its
+// DO bit and any extended error, or no OPT for a client without EDNS), and
+// for UDP no larger than the client can take (truncated with TC set).
+func finish(req, resp *dns.Msg, udp bool, ede *dns.EDNS0_EDE) {
+	resp.Id = req.Id
+	resp.Compress = true
+	resp.Response = true
+	resp.Opcode = req.Opcode
+	resp.RecursionDesired = req.RecursionDesired
+	resp.RecursionAvailable = true
+	resp.Authoritative = false
+	resp.CheckingDisabled = req.CheckingDisabled
+	if len(req.Question) > 0 {
+		qname := req.Question[0].Name
+		resp.Question = []dns.Question{req.Question[0]}
+		for _, rr := range resp.Answer {
+			if h := rr.Header(); h.Name != qname && strings.EqualFold(h.Name, qname) {
+				h.Name = qname
+			}
+		}
+	}
+	resp.Extra = stripOPT(resp.Extra)
+	opt := req.IsEdns0()
+	if opt != nil {
+		o := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+		o.SetUDPSize(ednsSize)
+		o.SetDo(opt.Do())
+		if ede != nil {
+			o.Option = append(o.Option, ede)
+		}
+		resp.Extra = append(resp.Extra, o)
+	}
+	if opt == nil || !opt.Do() {
+		// RFC 6840 5.8: AD only for clients that asked with DO or AD.
+		resp.AuthenticatedData = resp.AuthenticatedData && req.AuthenticatedData
+	}
+	if udp {
+		size := dns.MinMsgSize
+		if opt != nil {
+			size = max(size, int(opt.UDPSize()))
+		}
+		if resp.Len() > size {
+			resp.Truncate(size)
+		}
+	}
+}
+
+// stripOPT removes OPT records, which are hop-by-hop.
+func stripOPT(rrs []dns.RR) []dns.RR {
+	out := rrs[:0]
+	for _, rr := range rrs {
+		if rr.Header().Rrtype != dns.TypeOPT {
+			out = append(out, rr)
+		}
+	}
+	return out
+}

@@ -1,0 +1,250 @@
+// Package policy decides what AppFence does with a query: whether the client
+// may ask at all, which group it belongs to, which app rule the name hits and
+// what that app's action is for the group. A Policy is compiled once from the
+// config and the app definitions, is immutable, and is swapped whole on
+// reload, so a query never sees half a change.
+//
+// The Decision it returns is the one truth that the answer, the metrics and
+// the query log all use.
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/appfence/appfence/blocklists"
+	"github.com/appfence/appfence/config"
+	"github.com/appfence/appfence/internal/iptable"
+	"github.com/appfence/appfence/internal/tomlpos"
+)
+
+// Action is what AppFence does with a query.
+type Action uint8
+
+// Actions, with the names used in metrics and logs.
+const (
+	ActionResolve Action = iota // forwarded; no app rule applies
+	ActionBlock                 // answered with the block response
+	ActionExempt                // a blocked app, resolved because the group is exempted
+	ActionMonitor               // resolved, counted and logged as monitored
+	ActionRefuse                // the client is outside allow_clients
+)
+
+// Actions lists every action, in order.
+var Actions = []Action{ActionResolve, ActionBlock, ActionExempt, ActionMonitor, ActionRefuse}
+
+func (a Action) String() string {
+	switch a {
+	case ActionResolve:
+		return "resolved"
+	case ActionBlock:
+		return "blocked"
+	case ActionExempt:
+		return "exempted"
+	case ActionMonitor:
+		return "monitored"
+	case ActionRefuse:
+		return "refused"
+	}
+	return "unknown"
+}
+
+// Group is a device group: the clients it holds and each app's action.
+type Group struct {
+	Name    string
+	Index   int // position in Policy.Groups; 0 is the default group
+	Clients []netip.Prefix
+	// actions holds the action for each app, by blocklists.App.ID.
+	actions []Action
+}
+
+// Action returns the group's action for an app.
+func (g *Group) Action(app *blocklists.App) Action {
+	if app == nil || app.ID >= len(g.actions) {
+		return ActionResolve
+	}
+	return g.actions[app.ID]
+}
+
+// Decision is what the policy decided for one query.
+type Decision struct {
+	Action Action
+	// Group is the client's group; nil when the client is refused.
+	Group *Group
+	// Match is the best app rule for the name; Match.App is nil when no rule
+	// matched. An allow rule resolves the name (Action is ActionResolve).
+	Match blocklists.Match
+}
+
+// App returns the name of the decision's app, or "".
+func (d *Decision) App() string {
+	if d.Match.App == nil {
+		return ""
+	}
+	return d.Match.App.Name
+}
+
+// Policy is a compiled, immutable policy.
+type Policy struct {
+	// Config and Set are what the policy was built from.
+	Config *config.Config
+	Set    *blocklists.Set
+	// Groups lists the default group first, then the configured groups.
+	Groups []*Group
+	// Loaded is when the policy was built; its Unix time is the serial of
+	// block answers' SOA.
+	Loaded time.Time
+	// Warnings are things an administrator should look at; they do not stop
+	// the policy from working.
+	Warnings []string
+
+	allowed    *iptable.Table[struct{}]
+	groups     *iptable.Table[*Group]
+	anyBlocked bool
+}
+
+// Build compiles a policy. Every app named in the config must be defined;
+// each unknown one is reported with the config file and line.
+func Build(cfg *config.Config, set *blocklists.Set) (*Policy, error) {
+	p := &Policy{Config: cfg, Set: set, Loaded: time.Now()}
+	var errs []error
+	check := func(refs []config.AppRef) {
+		for _, r := range refs {
+			if set.App(r.Name) == nil {
+				errs = append(errs, &tomlpos.Error{File: cfg.File, Line: r.Line, Key: r.Key,
+					Msg: fmt.Sprintf("unknown app %q (defined apps: %s)", r.Name, appNames(set))})
+			}
+		}
+	}
+	check(cfg.Blocking.Block)
+	check(cfg.Blocking.Monitor)
+	for _, g := range cfg.Groups {
+		check(g.Allow)
+		check(g.Block)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+
+	allowed := map[netip.Prefix]struct{}{}
+	for _, pr := range cfg.Server.AllowClients {
+		allowed[pr] = struct{}{}
+	}
+	p.allowed = iptable.New(allowed)
+
+	def := &Group{Name: config.DefaultGroup}
+	p.Groups = []*Group{def}
+	members := map[netip.Prefix]*Group{}
+	var defCfg config.Group
+	for _, gc := range cfg.Groups {
+		if gc.Name == config.DefaultGroup {
+			defCfg = gc
+			continue
+		}
+		g := &Group{Name: gc.Name, Index: len(p.Groups), Clients: gc.Clients}
+		p.Groups = append(p.Groups, g)
+		for _, pr := range gc.Clients {
+			members[pr] = g
+		}
+		p.actions(g, gc)
+		for _, pr := range gc.Clients {
+			if !p.allowed.Contains(pr.Addr()) {
+				p.Warnings = append(p.Warnings, fmt.Sprintf("%s:%d: group %q: clients %s are outside server.allow_clients and will be refused",
+					cfg.File, gc.Line, gc.Name, pr))
+			}
+		}
+	}
+	p.actions(def, defCfg)
+	p.groups = iptable.New(members)
+	for _, g := range p.Groups {
+		if slices.Contains(g.actions, ActionBlock) {
+			p.anyBlocked = true
+		}
+	}
+	return p, nil
+}
+
+// actions fills g.actions from the global lists and the group's own.
+func (p *Policy) actions(g *Group, gc config.Group) {
+	has := func(refs []config.AppRef, name string) bool {
+		return slices.ContainsFunc(refs, func(r config.AppRef) bool { return r.Name == name })
+	}
+	b := p.Config.Blocking
+	g.actions = make([]Action, len(p.Set.Apps))
+	for _, app := range p.Set.Apps {
+		blocked := has(b.Block, app.Name) || has(gc.Block, app.Name)
+		monitored := has(b.Monitor, app.Name)
+		var a Action
+		switch {
+		case has(gc.Allow, app.Name) && (blocked || monitored):
+			a = ActionExempt
+		case has(gc.Allow, app.Name):
+			p.Warnings = append(p.Warnings, fmt.Sprintf("%s:%d: group %q allows app %q, which is not blocked or monitored for it",
+				p.Config.File, gc.Line, g.Name, app.Name))
+		case blocked:
+			a = ActionBlock
+		case monitored:
+			a = ActionMonitor
+		}
+		g.actions[app.ID] = a
+	}
+}
+
+func appNames(set *blocklists.Set) string {
+	s := ""
+	for i, a := range set.Apps {
+		if i > 0 {
+			s += ", "
+		}
+		s += a.Name
+	}
+	return s
+}
+
+// Allowed reports whether client may use the resolver.
+func (p *Policy) Allowed(client netip.Addr) bool {
+	return p.allowed.Contains(client)
+}
+
+// GroupOf returns the group of a client: the group with the longest prefix
+// containing it, or the default group.
+func (p *Policy) GroupOf(client netip.Addr) *Group {
+	if g, _, ok := p.groups.Lookup(client); ok {
+		return g
+	}
+	return p.Groups[0]
+}
+
+// Group returns the group with the given name, or nil.
+func (p *Policy) Group(name string) *Group {
+	for _, g := range p.Groups {
+		if g.Name == name {
+			return g
+		}
+	}
+	return nil
+}
+
+// AnyBlocked reports whether any group has an app blocked.
+func (p *Policy) AnyBlocked() bool { return p.anyBlocked }
+
+// Decide returns the decision for a query from client for name, which must
+// be canonical (dnsname.Canonical). It does not allocate.
+func (p *Policy) Decide(client netip.Addr, name string) Decision {
+	if !p.allowed.Contains(client) {
+		return Decision{Action: ActionRefuse}
+	}
+	d := Decision{Group: p.GroupOf(client)}
+	m, ok := p.Set.Matcher.Match(name)
+	if !ok {
+		return d
+	}
+	d.Match = m
+	if m.Kind != blocklists.KindAllow {
+		d.Action = d.Group.Action(m.App)
+	}
+	return d
+}

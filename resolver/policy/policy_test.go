@@ -1,0 +1,203 @@
+package policy
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/appfence/appfence/blocklists"
+	"github.com/appfence/appfence/config"
+)
+
+const apps = `
+[[app]]
+name = "video"
+domains = ["video.test"]
+allow = ["help.video.test"]
+
+[[app]]
+name = "chat"
+domains = ["chat.test"]
+
+[[app]]
+name = "games"
+domains = ["games.test"]
+`
+
+const cfgText = `
+[server]
+allow_clients = ["10.0.0.0/8", "fd00::/8"]
+
+[upstream]
+servers = ["127.0.0.1:53"]
+
+[blocking]
+lists = ["apps.toml"]
+block = ["video", "tiktok"]
+monitor = ["chat"]
+
+[[group]]
+name = "investigators"
+clients = ["10.20.30.0/24", "10.20.31.17", "fd00:20:30::/64"]
+allow = ["video", "tiktok"]
+
+[[group]]
+name = "one-phone"
+clients = ["10.20.30.99"]
+block = ["games"]
+
+[[group]]
+name = "default"
+block = ["games"]
+
+[[group]]
+name = "kids"
+clients = ["10.9.0.0/16"]
+allow = ["chat"]
+`
+
+func build(t *testing.T, cfg string) *Policy {
+	t.Helper()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "apps.toml"), []byte(apps), 0o644)
+	c, err := config.Parse(filepath.Join(dir, "appfence.toml"), []byte(cfg), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := blocklists.Load(blocklists.Options{Globs: c.Blocking.Lists})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Build(c, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestDecide(t *testing.T) {
+	p := build(t, cfgText)
+	tests := []struct {
+		client string
+		name   string
+		group  string
+		action Action
+		app    string
+	}{
+		{"10.1.2.3", "www.video.test", "default", ActionBlock, "video"},
+		{"10.1.2.3", "www.tiktok.com", "default", ActionBlock, "tiktok"},
+		{"10.1.2.3", "help.video.test", "default", ActionResolve, "video"}, // allow rule
+		{"10.1.2.3", "chat.test", "default", ActionMonitor, "chat"},
+		{"10.1.2.3", "games.test", "default", ActionBlock, "games"},
+		{"10.1.2.3", "example.org", "default", ActionResolve, ""},
+		{"10.20.30.5", "www.video.test", "investigators", ActionExempt, "video"},
+		{"10.20.30.5", "www.tiktok.com", "investigators", ActionExempt, "tiktok"},
+		{"10.20.30.5", "chat.test", "investigators", ActionMonitor, "chat"},
+		{"10.20.30.5", "games.test", "investigators", ActionResolve, "games"}, // default's block is not theirs
+		{"10.20.31.17", "www.tiktok.com", "investigators", ActionExempt, "tiktok"},
+		{"10.20.31.18", "www.tiktok.com", "default", ActionBlock, "tiktok"},
+		{"fd00:20:30::7", "www.tiktok.com", "investigators", ActionExempt, "tiktok"},
+		{"::ffff:10.20.30.5", "www.tiktok.com", "investigators", ActionExempt, "tiktok"},
+		// the longest prefix wins: a /32 inside investigators' /24
+		{"10.20.30.99", "www.tiktok.com", "one-phone", ActionBlock, "tiktok"},
+		{"10.20.30.99", "games.test", "one-phone", ActionBlock, "games"},
+		{"10.9.1.1", "chat.test", "kids", ActionExempt, "chat"},
+		{"192.0.2.1", "www.tiktok.com", "", ActionRefuse, ""},
+		{"fe80::1", "example.org", "", ActionRefuse, ""},
+	}
+	for _, tt := range tests {
+		d := p.Decide(netip.MustParseAddr(tt.client).Unmap(), tt.name)
+		group := ""
+		if d.Group != nil {
+			group = d.Group.Name
+		}
+		if d.Action != tt.action || group != tt.group || d.App() != tt.app {
+			t.Errorf("Decide(%s, %s) = %s group=%q app=%q, want %s group=%q app=%q",
+				tt.client, tt.name, d.Action, group, d.App(), tt.action, tt.group, tt.app)
+		}
+	}
+}
+
+func TestDecideDoesNotAllocate(t *testing.T) {
+	p := build(t, cfgText)
+	client := netip.MustParseAddr("10.20.30.5")
+	for _, name := range []string{"www.tiktok.com", "example.org", "help.video.test"} {
+		if n := testing.AllocsPerRun(100, func() { p.Decide(client, name) }); n != 0 {
+			t.Errorf("Decide(%q) allocates %v times", name, n)
+		}
+	}
+}
+
+func TestUnknownApps(t *testing.T) {
+	cfg := strings.Replace(cfgText, `monitor = ["chat"]`, `monitor = ["chat", "facebok"]`, 1)
+	cfg = strings.Replace(cfg, `allow = ["chat"]`, `allow = ["chatt"]`, 1)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "apps.toml"), []byte(apps), 0o644)
+	path := filepath.Join(dir, "appfence.toml")
+	c, err := config.Parse(path, []byte(cfg), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := blocklists.Load(blocklists.Options{Globs: c.Blocking.Lists})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Build(c, set)
+	if err == nil {
+		t.Fatal("no error for unknown apps")
+	}
+	for _, want := range []string{path + `:11: blocking.monitor[1]: unknown app "facebok"`, path + `:30: group[3].allow[0]: unknown app "chatt"`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q\nlacks %q", err, want)
+		}
+	}
+}
+
+func TestWarnings(t *testing.T) {
+	p := build(t, cfgText+`
+[[group]]
+name = "outside"
+clients = ["192.0.2.0/24"]
+allow = ["games"]
+`)
+	joined := strings.Join(p.Warnings, "\n")
+	for _, want := range []string{`group "outside": clients 192.0.2.0/24 are outside server.allow_clients`, `group "outside" allows app "games", which is not blocked`} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("warnings %q lack %q", joined, want)
+		}
+	}
+}
+
+func TestExplain(t *testing.T) {
+	p := build(t, cfgText)
+	e := p.Explain(netip.MustParseAddr("10.1.2.3"), "WWW.Video.Test.", 28)
+	if e.Name != "www.video.test" || e.Type != "AAAA" || e.Group != "default" || e.Action != "blocked" ||
+		e.App != "video" || e.Rule != "video.test" || e.Kind != "domain" || !strings.HasSuffix(e.Origin, "apps.toml:4") ||
+		!strings.HasPrefix(e.Answer, "NXDOMAIN") {
+		t.Errorf("Explain = %+v", e)
+	}
+}
+
+func BenchmarkDecide(b *testing.B) {
+	dir := b.TempDir()
+	os.WriteFile(filepath.Join(dir, "apps.toml"), []byte(apps), 0o644)
+	c, _ := config.Parse(filepath.Join(dir, "appfence.toml"), []byte(cfgText), dir)
+	set, err := blocklists.Load(blocklists.Options{Globs: c.Blocking.Lists})
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := Build(c, set)
+	if err != nil {
+		b.Fatal(err)
+	}
+	client := netip.MustParseAddr("10.20.30.5")
+	names := []string{"www.tiktok.com", "example.org", "v16-webapp.tiktokcdn.com", "a.b.c.d.example.net"}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		p.Decide(client, names[i&3])
+		i++
+	}
+}
