@@ -1,0 +1,216 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/appfence/appfence/config"
+	"github.com/appfence/appfence/metrics"
+	"github.com/appfence/appfence/resolver"
+	"github.com/appfence/appfence/resolver/policy"
+	"github.com/appfence/appfence/resolver/upstream"
+)
+
+// shutdownGrace bounds how long serve waits for queries in flight at exit.
+const shutdownGrace = 10 * time.Second
+
+func serve(ctx context.Context, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "configuration file (default: the built-in configuration)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	p, err := policy.Load(*cfgPath, nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "appfence: %v\n", err)
+		return 1
+	}
+	log := newLogger(p.Config.Log, stderr)
+	for _, w := range p.Warnings {
+		log.Warn(w)
+	}
+	m := metrics.New(buildVersion())
+	st, err := newState(p, m)
+	if err != nil {
+		log.Error("upstream", "err", err)
+		return 1
+	}
+	d := &daemon{cfgPath: *cfgPath, log: log, metrics: m}
+	d.handler = resolver.NewHandler(st, m, log)
+	d.loaded(p)
+
+	srv := resolver.NewServer(d.handler, log)
+	if err := srv.Start(p.Config.Server); err != nil {
+		log.Error("start", "err", err)
+		return 1
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var httpErr <-chan error
+	if l := p.Config.Metrics.Listen; l != "" {
+		ep := &metrics.Endpoints{Metrics: m, Ready: d.ready, Explain: d.explain}
+		if _, httpErr, err = ep.Serve(ctx, l, log); err != nil {
+			log.Error("metrics", "err", err)
+			srv.Shutdown(context.Background())
+			return 1
+		}
+	}
+	log.Info("appfence started", "version", buildVersion(), "config", p.Config.File,
+		"apps", len(p.Set.Apps), "groups", len(p.Groups))
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	code := 0
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-hup:
+			d.reload()
+		case err := <-srv.Err():
+			log.Error("dns server failed", "err", err)
+			code = 1
+			break loop
+		case err := <-httpErr:
+			if err != nil {
+				log.Error("metrics server failed", "err", err)
+				code = 1
+				break loop
+			}
+		}
+	}
+	log.Info("shutting down: finishing queries in flight")
+	sctx, scancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer scancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("shutdown", "err", err)
+	}
+	log.Info("stopped")
+	return code
+}
+
+// daemon is the running resolver's state that outlives one policy.
+type daemon struct {
+	cfgPath string
+	log     *slog.Logger
+	metrics *metrics.Metrics
+	handler *resolver.Handler
+}
+
+// newState builds what queries need from a policy.
+func newState(p *policy.Policy, m *metrics.Metrics) (*resolver.State, error) {
+	router, err := upstream.NewRouter(p.Config.Upstream, m)
+	if err != nil {
+		return nil, err
+	}
+	return &resolver.State{Policy: p, Upstream: router}, nil
+}
+
+// reload builds a new policy and swaps it in; on any error the running
+// policy stays in force.
+func (d *daemon) reload() {
+	start := time.Now()
+	p, err := policy.Load(d.cfgPath, nil)
+	var st *resolver.State
+	if err == nil {
+		st, err = newState(p, d.metrics)
+	}
+	if err != nil {
+		d.metrics.Reloads.WithLabelValues("failure").Inc()
+		d.metrics.LastReloadOK.Set(0)
+		d.log.Error("reload failed; the previous policy keeps serving", "err", err)
+		return
+	}
+	old := d.handler.Swap(st)
+	if !slices.Equal(old.Policy.Config.Server.Listen, p.Config.Server.Listen) {
+		d.log.Warn("server.listen changed: restart appfence to listen on the new addresses")
+	}
+	for _, w := range p.Warnings {
+		d.log.Warn(w)
+	}
+	d.metrics.Reloads.WithLabelValues("success").Inc()
+	d.loaded(p)
+	d.log.Info("reloaded", "took", time.Since(start).Round(time.Millisecond), "apps", len(p.Set.Apps), "groups", len(p.Groups))
+}
+
+// loaded records a successfully installed policy in the metrics.
+func (d *daemon) loaded(p *policy.Policy) {
+	d.metrics.LastReloadOK.Set(1)
+	d.metrics.LastReloadTime.Set(float64(time.Now().Unix()))
+	d.metrics.BlocklistRules.Reset()
+	for name, n := range p.Set.Rules {
+		d.metrics.BlocklistRules.WithLabelValues(name).Set(float64(n))
+	}
+}
+
+func (d *daemon) ready() error {
+	if d.handler.State() == nil {
+		return errors.New("no policy loaded")
+	}
+	return nil
+}
+
+func (d *daemon) explain(client, name, qtype string) (any, error) {
+	addr, err := netip.ParseAddr(client)
+	if err != nil {
+		return nil, fmt.Errorf("client: %q is not an IP address", client)
+	}
+	if name == "" {
+		return nil, errors.New("name: missing")
+	}
+	t, err := parseType(qtype)
+	if err != nil {
+		return nil, err
+	}
+	return d.handler.State().Policy.Explain(addr, name, t), nil
+}
+
+// parseType parses a query type mnemonic ("A", "https") or "TYPE65";
+// "" is A.
+func parseType(s string) (uint16, error) {
+	if s == "" {
+		return dns.TypeA, nil
+	}
+	if t, ok := dns.StringToType[strings.ToUpper(s)]; ok {
+		return t, nil
+	}
+	var n uint16
+	if _, err := fmt.Sscanf(strings.ToUpper(s), "TYPE%d", &n); err == nil {
+		return n, nil
+	}
+	return 0, fmt.Errorf("type: %q is not a DNS type", s)
+}
+
+// newLogger returns the slog logger of the [log] section.
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	switch c.Level {
+	case "debug":
+		level = slog.LevelDebug
+	case "warn":
+		level = slog.LevelWarn
+	case "error":
+		level = slog.LevelError
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

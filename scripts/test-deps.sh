@@ -1,0 +1,17 @@
+#!/bin/sh
+# Installs the tools the tests need when they are missing: dig (bind9-dnsutils).
+# Uses apt-get when it can (root, Debian/Ubuntu); otherwise says what to install.
+set -eu
+missing=""
+command -v dig >/dev/null 2>&1 || missing="$missing bind9-dnsutils"
+[ -z "$missing" ] && exit 0
+if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "installing:$missing"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  # shellcheck disable=SC2086
+  apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  exit 0
+fi
+echo "the tests need:$missing — install with: sudo apt-get install$missing" >&2
+exit 1
