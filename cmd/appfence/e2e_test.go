@@ -148,7 +148,7 @@ allow = ["tiktok"]
 }
 
 // waitServing waits until the resolver answers on addr.
-func waitServing(t *testing.T, addr string, exited <-chan error, stderr *bytes.Buffer) {
+func waitServing(t *testing.T, addr string, exited <-chan error, stderr fmt.Stringer) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
