@@ -3,29 +3,25 @@ package metrics
 import (
 	"maps"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 
-	"github.com/appfence/appfence/blocklists"
-	"github.com/appfence/appfence/config"
 	"github.com/appfence/appfence/internal/promtest"
 	"github.com/appfence/appfence/resolver/policy"
 )
 
 func buildPolicy(t *testing.T, text string) *policy.Policy {
 	t.Helper()
-	cfg, err := config.Parse("test.toml", []byte(text), t.TempDir())
-	if err != nil {
+	path := filepath.Join(t.TempDir(), "appfence.toml")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	set, err := blocklists.Load(blocklists.Options{Globs: cfg.Blocking.Lists})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := policy.Build(cfg, set)
+	p, err := policy.Load(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package resolver
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,16 +8,15 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 
-	"github.com/appfence/appfence/blocklists"
-	"github.com/appfence/appfence/config"
 	"github.com/appfence/appfence/internal/dnsname"
 	"github.com/appfence/appfence/internal/dnstest"
 	"github.com/appfence/appfence/internal/promtest"
@@ -27,42 +25,41 @@ import (
 	"github.com/appfence/appfence/resolver/policy"
 )
 
-// benchPolicy builds the policy of testConfig with an unused upstream.
-func benchPolicy(b *testing.B) *policy.Policy {
-	b.Helper()
-	cfg, err := config.Parse("bench.toml", []byte(fmt.Sprintf(testConfig, "127.0.0.1:9", "")), b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	set, err := blocklists.Load(blocklists.Options{Globs: cfg.Blocking.Lists})
-	if err != nil {
-		b.Fatal(err)
-	}
-	p, err := policy.Build(cfg, set)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return p
-}
-
 // BenchmarkObserve measures the per-query observe step: counting the
-// decision and the reply in the metrics.
+// decision and the reply in the metrics, and with the query log on,
+// queueing its line.
 func BenchmarkObserve(b *testing.B) {
-	p := benchPolicy(b)
+	cfg := filepath.Join(b.TempDir(), "bench.toml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(testConfig, "127.0.0.1:9", "")), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	p, err := policy.Load(cfg, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
 	h := NewHandler(&State{Policy: p}, metrics.New("bench"), nil)
 	st := h.State()
 	tests := []struct {
-		name   string
-		client string
-		qname  string
-		rcode  int
+		name     string
+		client   string
+		qname    string
+		rcode    int
+		querylog bool // the entry goes to the logger's buffer, or is dropped when it is full
+		parallel bool // every core observing at once: shared cache lines show
 	}{
-		{"blocked", "127.0.0.1", "www.tiktok.com.", dns.RcodeNameError},
-		{"exempted", "127.0.0.2", "www.tiktok.com.", dns.RcodeSuccess},
-		{"resolved", "127.0.0.1", "www.example.test.", dns.RcodeSuccess},
+		{"blocked", "127.0.0.1", "www.tiktok.com.", dns.RcodeNameError, false, false},
+		{"exempted", "127.0.0.2", "www.tiktok.com.", dns.RcodeSuccess, false, false},
+		{"resolved", "127.0.0.1", "www.example.test.", dns.RcodeSuccess, false, false},
+		{"blocked-querylog", "127.0.0.1", "www.tiktok.com.", dns.RcodeNameError, true, false},
+		{"blocked-parallel", "127.0.0.1", "www.tiktok.com.", dns.RcodeNameError, false, true},
 	}
 	for _, tt := range tests {
 		b.Run(tt.name, func(b *testing.B) {
+			if tt.querylog {
+				ql := querylog.New(io.Discard, querylog.Options{})
+				h.SetQueryLog(ql)
+				defer func() { h.SetQueryLog(nil); ql.Close() }()
+			}
 			client := netip.MustParseAddr(tt.client)
 			d := p.Decide(client, dnsname.Canonical(tt.qname))
 			req := new(dns.Msg)
@@ -71,45 +68,19 @@ func BenchmarkObserve(b *testing.B) {
 			resp.SetRcode(req, tt.rcode)
 			start := time.Now()
 			b.ReportAllocs()
+			if tt.parallel {
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						h.observe(st, &d, client, resp, start)
+					}
+				})
+				return
+			}
 			for b.Loop() {
 				h.observe(st, &d, client, resp, start)
 			}
 		})
 	}
-	// With the query log on: the entry goes to the logger's buffer (or is
-	// dropped when the buffer is full); the writer formats it elsewhere.
-	b.Run("blocked-querylog", func(b *testing.B) {
-		ql := querylog.New(io.Discard, querylog.Options{})
-		h.SetQueryLog(ql)
-		defer func() { h.SetQueryLog(nil); ql.Close() }()
-		client := netip.MustParseAddr("127.0.0.1")
-		d := p.Decide(client, "www.tiktok.com")
-		req := new(dns.Msg)
-		req.SetQuestion("www.tiktok.com.", dns.TypeA)
-		resp := new(dns.Msg)
-		resp.SetRcode(req, dns.RcodeNameError)
-		start := time.Now()
-		b.ReportAllocs()
-		for b.Loop() {
-			h.observe(st, &d, client, resp, start)
-		}
-	})
-	// Every core observing at once: shared locks and cache lines show here.
-	b.Run("blocked-parallel", func(b *testing.B) {
-		client := netip.MustParseAddr("127.0.0.1")
-		d := p.Decide(client, "www.tiktok.com")
-		req := new(dns.Msg)
-		req.SetQuestion("www.tiktok.com.", dns.TypeA)
-		resp := new(dns.Msg)
-		resp.SetRcode(req, dns.RcodeNameError)
-		start := time.Now()
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				h.observe(st, &d, client, resp, start)
-			}
-		})
-	})
 }
 
 // serveMetrics serves the env's metrics endpoints on a loopback port and
@@ -254,8 +225,11 @@ func TestQueryLog(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			up := dnstest.NewUpstream(t, append(upstreamRecords, "www.larksuite.com. 300 IN A 192.0.2.30")...)
 			e := startEnvWith(t, up, fmt.Sprintf(testConfig, up.Addr, `monitor = ["lark"]`)+"\n[log]\n"+tt.log+"\n")
-			var buf syncBuffer
-			ql := querylog.New(&buf, querylog.Options{})
+			path := filepath.Join(t.TempDir(), "query.log")
+			ql, err := querylog.Open(path, querylog.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
 			e.handler.SetQueryLog(ql)
 			start := time.Now()
 			e.ask(t, "udp", "127.0.0.1", dnstest.NewQuery("WWW.TikTok.com.", dns.TypeAAAA, true, false))
@@ -269,9 +243,13 @@ func TestQueryLog(t *testing.T) {
 				t.Fatal(err)
 			}
 			end := time.Now()
+			text, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
 
 			var got []logLine
-			for _, text := range strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n") {
+			for _, text := range strings.Split(strings.TrimSuffix(string(text), "\n"), "\n") {
 				var l logLine
 				dec := json.NewDecoder(strings.NewReader(text))
 				dec.DisallowUnknownFields()
@@ -302,22 +280,4 @@ func TestQueryLog(t *testing.T) {
 			}
 		})
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the logger's goroutine and the test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -9,12 +9,10 @@ import (
 	"maps"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,24 +24,6 @@ import (
 	"github.com/appfence/appfence/internal/promtest"
 	"github.com/appfence/appfence/resolver/policy"
 )
-
-// lockedBuffer collects a child process's output while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // observeConfig is the config of TestServeObservability: %[1]d DNS port,
 // %[2]d metrics port, %[3]s upstream, %[4]s a silent upstream for the zone
@@ -100,20 +80,8 @@ func TestServeObservability(t *testing.T) {
 	}
 	writeConfig("")
 
-	var stderr lockedBuffer
-	cmd := exec.Command(bin, "serve", "-config", cfgPath)
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-	})
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	waitServing(t, addr, exited, &stderr)
+	srv := startServe(t, bin, cfgPath, addr)
 	base := fmt.Sprintf("http://127.0.0.1:%d", mport)
 
 	// waitServing asked for www.tiktok.com from 127.0.0.1: blocked, and in
@@ -260,8 +228,8 @@ func TestServeObservability(t *testing.T) {
 		if err := os.Rename(qlog, qlog+".1"); err != nil {
 			t.Fatal(err)
 		}
-		cmd.Process.Signal(syscall.SIGUSR1)
-		waitLog(t, &stderr, "query log reopened")
+		srv.cmd.Process.Signal(syscall.SIGUSR1)
+		waitLog(t, srv.stderr, "query log reopened")
 		ask("127.0.0.2", "www.tiktok.com.")
 		lines = readLog(qlog, 1)
 		if got := logged(lines[0]); got != want[1] {
@@ -275,8 +243,8 @@ func TestServeObservability(t *testing.T) {
 	t.Run("reload", func(t *testing.T) {
 		// SIGHUP with anonymize_clients: the next line has 127.0.0.0.
 		writeConfig("anonymize_clients = true")
-		cmd.Process.Signal(syscall.SIGHUP)
-		waitLog(t, &stderr, `"msg":"reloaded"`)
+		srv.cmd.Process.Signal(syscall.SIGHUP)
+		waitLog(t, srv.stderr, `"msg":"reloaded"`)
 		before := len(readLog(qlog, 1))
 		ask("127.0.0.2", "www.tiktok.com.")
 		lines := readLog(qlog, before+1)
@@ -292,8 +260,8 @@ func TestServeObservability(t *testing.T) {
 		if err := os.WriteFile(cfgPath, []byte("[blocking]\nblock = [\"no-such-app\"]\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		cmd.Process.Signal(syscall.SIGHUP)
-		waitLog(t, &stderr, "reload failed")
+		srv.cmd.Process.Signal(syscall.SIGHUP)
+		waitLog(t, srv.stderr, "reload failed")
 		fams = promtest.Scrape(t, base+"/metrics")
 		if got := fams.Values("appfence_config_reloads_total", "result"); got["success"] != 1 || got["failure"] != 1 {
 			t.Errorf("reloads: %v, want one success and one failure", got)
@@ -309,16 +277,7 @@ func TestServeObservability(t *testing.T) {
 		}
 	})
 
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Errorf("exit after SIGTERM: %v\n%s", err, stderr.String())
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("appfence did not stop after SIGTERM")
-	}
-	exited <- nil // for the cleanup
+	srv.stop(t)
 }
 
 func httpGet(t *testing.T, url string) (int, string) {
