@@ -32,7 +32,7 @@ type State struct {
 // the reply; metrics and logs observe the result.
 type Handler struct {
 	state     atomic.Pointer[State]
-	installMu sync.Mutex // serializes installs
+	installMu sync.Mutex // serializes Swap, so each install sees the state it replaces
 	metrics   *metrics.Metrics
 	querylog  atomic.Pointer[querylog.Logger]
 	log       *slog.Logger
@@ -52,6 +52,8 @@ func NewHandler(st *State, m *metrics.Metrics, log *slog.Logger) *Handler {
 // Swap installs a new state and returns the old one. Queries already being
 // answered finish with the state they started with.
 func (h *Handler) Swap(st *State) *State {
+	h.installMu.Lock()
+	defer h.installMu.Unlock()
 	h.install(st)
 	return h.state.Swap(st)
 }

@@ -22,10 +22,8 @@ type observer struct {
 
 // install completes st with its observer before it serves queries. The
 // series of groups and apps that the previous policy had and st's has not
-// are deleted.
+// are deleted. Swap holds installMu around it and the store.
 func (h *Handler) install(st *State) {
-	h.installMu.Lock()
-	defer h.installMu.Unlock()
 	o := &observer{}
 	if st.Policy != nil {
 		l := st.Policy.Config.Log

@@ -281,3 +281,34 @@ func TestQueryLog(t *testing.T) {
 		})
 	}
 }
+
+// TestSwapReplacesSeries: a policy without the investigators group and with
+// lark monitored replaces the series of the old one through Handler.Swap.
+func TestSwapReplacesSeries(t *testing.T) {
+	e := startEnv(t, "")
+	e.ask(t, "udp", "127.0.0.1", dnstest.NewQuery("www.tiktok.com.", dns.TypeA, false, false))
+	waitObserved(t, e, 1)
+	text := strings.Replace(fmt.Sprintf(testConfig, e.upstream.Addr, `monitor = ["lark"]`), `name = "investigators"`, `name = "press"`, 1)
+	cfg := filepath.Join(t.TempDir(), "appfence.toml")
+	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := policy.Load(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.handler.Swap(&State{Policy: p, Upstream: e.handler.State().Upstream})
+	fams := promtest.Gather(t, e.metrics.Registry)
+	groups := map[string]float64{}
+	for k, v := range fams.Values("appfence_queries_total", "group", "action") {
+		g, _, _ := strings.Cut(k, "/")
+		groups[g] += v
+	}
+	if want := map[string]float64{"default": 1, "press": 0}; !maps.Equal(groups, want) {
+		t.Errorf("queries by group after the swap: %v, want %v", groups, want)
+	}
+	apps := fams.Values("appfence_app_queries_total", "group", "app", "action")
+	if apps["default/tiktok/blocked"] != 1 || apps["press/lark/monitored"] != 0 || len(apps) != 12 {
+		t.Errorf("app series after the swap: %v, want default and press × tiktok and lark × 3 actions", apps)
+	}
+}
