@@ -18,7 +18,10 @@ import (
 // Namespace prefixes every metric name.
 const Namespace = "appfence"
 
-// Metrics holds every collector of the SPEC's metrics table.
+// Metrics holds every collector of the SPEC's metrics table, and
+// appfence_querylog_dropped_total. The per-query collectors (Queries,
+// AppQueries, Responses, QueryDuration) are counted through a QuerySeries,
+// which resolves their series once per policy.
 type Metrics struct {
 	Registry *prometheus.Registry
 
@@ -38,7 +41,6 @@ type Metrics struct {
 	LastReloadTime   prometheus.Gauge
 	BuildInfo        *prometheus.GaugeVec // version, goversion
 	QueryLogDropped  prometheus.Counter
-	DroppedRequests  *prometheus.CounterVec // reason
 }
 
 // New creates the collectors on a new registry, with the Go and process
@@ -81,9 +83,7 @@ func New(version string) *Metrics {
 			"Unix time of the last successful load or reload."),
 		BuildInfo: f.gaugeVec("build_info", "Build information; the value is always 1.", "version", "goversion"),
 		QueryLogDropped: f.counter("querylog_dropped_total",
-			"Query log lines dropped because the log writer could not keep up.").WithLabelValues(),
-		DroppedRequests: f.counter("dropped_requests_total",
-			"Requests dropped without an answer, by reason (malformed, rate_limit, overload).", "reason"),
+			"Query log lines dropped because the log writer could not keep up or could not write them.").WithLabelValues(),
 	}
 	m.BuildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 	for _, r := range []string{"success", "failure"} {

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 
 	"github.com/appfence/appfence/internal/dnsname"
 	"github.com/appfence/appfence/metrics"
+	"github.com/appfence/appfence/querylog"
 	"github.com/appfence/appfence/resolver/policy"
 	"github.com/appfence/appfence/resolver/upstream"
 )
@@ -21,15 +23,19 @@ import (
 type State struct {
 	Policy   *policy.Policy
 	Upstream *upstream.Router
+
+	obs *observer // set by Handler.install
 }
 
 // Handler answers DNS queries: it is the pipeline from the request to the
 // answer. Data flows one way: decision, then block answer or upstream, then
 // the reply; metrics and logs observe the result.
 type Handler struct {
-	state   atomic.Pointer[State]
-	metrics *metrics.Metrics
-	log     *slog.Logger
+	state     atomic.Pointer[State]
+	installMu sync.Mutex // serializes Swap, so each install sees the state it replaces
+	metrics   *metrics.Metrics
+	querylog  atomic.Pointer[querylog.Logger]
+	log       *slog.Logger
 }
 
 // NewHandler returns a handler serving st. m and log may be nil.
@@ -38,13 +44,19 @@ func NewHandler(st *State, m *metrics.Metrics, log *slog.Logger) *Handler {
 		log = slog.New(slog.DiscardHandler)
 	}
 	h := &Handler{metrics: m, log: log}
+	h.install(st)
 	h.state.Store(st)
 	return h
 }
 
 // Swap installs a new state and returns the old one. Queries already being
 // answered finish with the state they started with.
-func (h *Handler) Swap(st *State) *State { return h.state.Swap(st) }
+func (h *Handler) Swap(st *State) *State {
+	h.installMu.Lock()
+	defer h.installMu.Unlock()
+	h.install(st)
+	return h.state.Swap(st)
+}
 
 // State returns the state in use.
 func (h *Handler) State() *State { return h.state.Load() }
@@ -67,7 +79,7 @@ func (h *Handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	if err := w.WriteMsg(resp); err != nil {
 		h.log.Debug("write reply", "client", client, "err", err)
 	}
-	h.observe(st, &d, client, resp, time.Since(start))
+	h.observe(st, &d, client, resp, start)
 }
 
 // answer decides and builds the reply (not yet finished for the client).
@@ -105,22 +117,6 @@ func (h *Handler) forward(st *State, req *dns.Msg, name string) *dns.Msg {
 // upstreamBudget bounds the whole upstream resolution of one query; each
 // attempt is bounded by upstream.timeout.
 const upstreamBudget = 30 * time.Second
-
-// observe records the answered query in the metrics.
-func (h *Handler) observe(st *State, d *policy.Decision, client netip.Addr, resp *dns.Msg, dur time.Duration) {
-	m := h.metrics
-	if m == nil {
-		return
-	}
-	group := d.Group.Name
-	action := d.Action.String()
-	m.Queries.WithLabelValues(group, action).Inc()
-	if app := d.App(); app != "" && (d.Action == policy.ActionBlock || d.Action == policy.ActionExempt || d.Action == policy.ActionMonitor) {
-		m.AppQueries.WithLabelValues(group, app, action).Inc()
-	}
-	m.Responses.WithLabelValues(group, dns.RcodeToString[resp.Rcode]).Inc()
-	m.QueryDuration.WithLabelValues(group).Observe(dur.Seconds())
-}
 
 // clientAddr returns the client's address, IPv4-mapped addresses unmapped.
 func clientAddr(a net.Addr) netip.Addr {

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -96,20 +97,8 @@ clients = ["127.0.0.2"]
 allow = ["tiktok"]
 `, port, up.Addr)), 0o644)
 
-	var stderr bytes.Buffer
-	cmd := exec.Command(bin, "serve", "-config", cfg)
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-	})
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	waitServing(t, addr, exited, &stderr)
+	srv := startServe(t, bin, cfg, addr)
 
 	p := fmt.Sprintf("-p%d", port)
 	out := digRun(t, dig, "@127.0.0.1", p, "www.tiktok.com")
@@ -131,24 +120,72 @@ allow = ["tiktok"]
 		t.Errorf("dig www.tiktok.com HTTPS: want no records, got %q", out)
 	}
 
-	// SIGTERM: graceful stop, exit 0.
-	cmd.Process.Signal(syscall.SIGTERM)
+	srv.stop(t)
+	if !strings.Contains(srv.stderr.String(), "stopped") {
+		t.Errorf("log lacks the stop message:\n%s", srv.stderr.String())
+	}
+}
+
+// served is a running `appfence serve`.
+type served struct {
+	cmd    *exec.Cmd
+	exited chan error // the result of Wait
+	stderr *lockedBuffer
+}
+
+// startServe runs `appfence serve -config cfg` until the test ends, and
+// waits until it answers DNS on addr.
+func startServe(t *testing.T, bin, cfg, addr string) *served {
+	t.Helper()
+	s := &served{cmd: exec.Command(bin, "serve", "-config", cfg), exited: make(chan error, 1), stderr: &lockedBuffer{}}
+	s.cmd.Stderr = s.stderr
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.exited <- s.cmd.Wait() }()
+	t.Cleanup(func() {
+		s.cmd.Process.Kill()
+		<-s.exited
+	})
+	waitServing(t, addr, s.exited, s.stderr)
+	return s
+}
+
+// stop sends SIGTERM and expects a graceful stop with exit code 0.
+func (s *served) stop(t *testing.T) {
+	t.Helper()
+	s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case err := <-exited:
+	case err := <-s.exited:
 		if err != nil {
-			t.Errorf("exit after SIGTERM: %v\n%s", err, stderr.String())
+			t.Errorf("exit after SIGTERM: %v\n%s", err, s.stderr)
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("appfence did not stop after SIGTERM")
 	}
-	exited <- nil // for the cleanup
-	if !strings.Contains(stderr.String(), "stopped") {
-		t.Errorf("log lacks the stop message:\n%s", stderr.String())
-	}
+	s.exited <- nil // for the cleanup
+}
+
+// lockedBuffer collects a child process's output while the test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // waitServing waits until the resolver answers on addr.
-func waitServing(t *testing.T, addr string, exited <-chan error, stderr *bytes.Buffer) {
+func waitServing(t *testing.T, addr string, exited <-chan error, stderr fmt.Stringer) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 
 	"github.com/appfence/appfence/config"
 	"github.com/appfence/appfence/metrics"
+	"github.com/appfence/appfence/querylog"
 	"github.com/appfence/appfence/resolver"
 	"github.com/appfence/appfence/resolver/policy"
 	"github.com/appfence/appfence/resolver/upstream"
@@ -51,6 +53,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	d := &daemon{cfgPath: *cfgPath, log: log, metrics: m}
 	d.handler = resolver.NewHandler(st, m, log)
+	if err := d.setQueryLog(p.Config.Log.QueryLog); err != nil {
+		log.Error("start", "err", err)
+		return 1
+	}
+	defer d.setQueryLog("") // after the queries in flight are answered
 	d.loaded(p)
 
 	srv := resolver.NewServer(d.handler, log)
@@ -58,6 +65,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 		log.Error("start", "err", err)
 		return 1
 	}
+	d.listening.Store(true)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var httpErr <-chan error
@@ -72,9 +80,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 	log.Info("appfence started", "version", buildVersion(), "config", p.Config.File,
 		"apps", len(p.Set.Apps), "groups", len(p.Groups))
 
-	hup := make(chan os.Signal, 1)
+	hup, usr1 := make(chan os.Signal, 1), make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
+	signal.Notify(usr1, syscall.SIGUSR1)
 	defer signal.Stop(hup)
+	defer signal.Stop(usr1)
 	code := 0
 loop:
 	for {
@@ -83,6 +93,8 @@ loop:
 			break loop
 		case <-hup:
 			d.reload()
+		case <-usr1:
+			d.reopenQueryLog()
 		case err := <-srv.Err():
 			log.Error("dns server failed", "err", err)
 			code = 1
@@ -107,10 +119,12 @@ loop:
 
 // daemon is the running resolver's state that outlives one policy.
 type daemon struct {
-	cfgPath string
-	log     *slog.Logger
-	metrics *metrics.Metrics
-	handler *resolver.Handler
+	cfgPath   string
+	log       *slog.Logger
+	metrics   *metrics.Metrics
+	handler   *resolver.Handler
+	listening atomic.Bool
+	querylog  *querylog.Logger // nil when off; used by the signal loop only
 }
 
 // newState builds what queries need from a policy.
@@ -146,6 +160,9 @@ func (d *daemon) reload() {
 	}
 	d.metrics.Reloads.WithLabelValues("success").Inc()
 	d.loaded(p)
+	if err := d.setQueryLog(p.Config.Log.QueryLog); err != nil {
+		d.log.Error("the query log keeps its previous destination", "err", err)
+	}
 	d.log.Info("reloaded", "took", time.Since(start).Round(time.Millisecond), "apps", len(p.Set.Apps), "groups", len(p.Groups))
 }
 
@@ -159,11 +176,16 @@ func (d *daemon) loaded(p *policy.Policy) {
 	}
 }
 
+// ready is /readyz: listening, a policy loaded, and an upstream up.
 func (d *daemon) ready() error {
-	if d.handler.State() == nil {
+	if !d.listening.Load() {
+		return errors.New("not listening yet")
+	}
+	st := d.handler.State()
+	if st == nil || st.Policy == nil {
 		return errors.New("no policy loaded")
 	}
-	return nil
+	return upstreamReady(st.Upstream)
 }
 
 func (d *daemon) explain(client, name, qtype string) (any, error) {

@@ -52,6 +52,13 @@ func (a Action) String() string {
 	return "unknown"
 }
 
+// AppAction reports whether a is what an app's rule did for a group:
+// blocked, exempted or monitored. These are counted per app and logged in
+// the query log's "blocked" scope.
+func (a Action) AppAction() bool {
+	return a == ActionBlock || a == ActionExempt || a == ActionMonitor
+}
+
 // Group is a device group: the clients it holds and each app's action.
 type Group struct {
 	Name    string
