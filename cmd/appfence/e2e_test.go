@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -96,20 +97,7 @@ clients = ["127.0.0.2"]
 allow = ["tiktok"]
 `, port, up.Addr)), 0o644)
 
-	var stderr bytes.Buffer
-	cmd := exec.Command(bin, "serve", "-config", cfg)
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-	})
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	waitServing(t, addr, exited, &stderr)
+	proc := startServe(t, bin, cfg, fmt.Sprintf("127.0.0.1:%d", port))
 
 	p := fmt.Sprintf("-p%d", port)
 	out := digRun(t, dig, "@127.0.0.1", p, "www.tiktok.com")
@@ -132,23 +120,72 @@ allow = ["tiktok"]
 	}
 
 	// SIGTERM: graceful stop, exit 0.
-	cmd.Process.Signal(syscall.SIGTERM)
+	proc.stop(t)
+	if !strings.Contains(proc.stderr.String(), "stopped") {
+		t.Errorf("log lacks the stop message:\n%s", proc.stderr.String())
+	}
+}
+
+// serveProcess is a running `appfence serve`.
+type serveProcess struct {
+	cmd    *exec.Cmd
+	stderr *lockedBuffer
+	exited chan error
+}
+
+// startServe runs `appfence serve -config cfg`, waits until it answers on
+// addr, and kills it when the test ends if it is still running.
+func startServe(t *testing.T, bin, cfg, addr string) *serveProcess {
+	t.Helper()
+	p := &serveProcess{cmd: exec.Command(bin, "serve", "-config", cfg), stderr: &lockedBuffer{}, exited: make(chan error, 1)}
+	p.cmd.Stderr = p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.exited <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.exited
+	})
+	waitServing(t, addr, p.exited, p.stderr)
+	return p
+}
+
+// stop sends SIGTERM and checks that the process exits 0 in time.
+func (p *serveProcess) stop(t *testing.T) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case err := <-exited:
+	case err := <-p.exited:
 		if err != nil {
-			t.Errorf("exit after SIGTERM: %v\n%s", err, stderr.String())
+			t.Errorf("exit after SIGTERM: %v\n%s", err, p.stderr.String())
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("appfence did not stop after SIGTERM")
 	}
-	exited <- nil // for the cleanup
-	if !strings.Contains(stderr.String(), "stopped") {
-		t.Errorf("log lacks the stop message:\n%s", stderr.String())
-	}
+	p.exited <- nil // for the cleanup
+}
+
+// lockedBuffer is a bytes.Buffer safe to read while a process writes it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // waitServing waits until the resolver answers on addr.
-func waitServing(t *testing.T, addr string, exited <-chan error, stderr *bytes.Buffer) {
+func waitServing(t *testing.T, addr string, exited <-chan error, stderr fmt.Stringer) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
