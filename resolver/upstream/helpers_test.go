@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -170,27 +171,42 @@ func ourGoroutines() []string {
 	return out
 }
 
-// rawTCPServer accepts connections on 127.0.0.1 and runs serve on each.
-func rawTCPServer(t testing.TB, serve func(net.Conn)) string {
+// rawTCPServer accepts connections on 127.0.0.1 and runs serve on each,
+// with the connection's number (1 for the first). accepted returns how
+// many connections were accepted.
+func rawTCPServer(t testing.TB, serve func(c net.Conn, n int)) (addr string, accepted func() int) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
+	var count atomic.Int32
 	go func() {
 		for {
 			c, err := l.Accept()
 			if err != nil {
 				return
 			}
+			n := int(count.Add(1))
 			go func() {
 				defer c.Close()
-				serve(c)
+				serve(c, n)
 			}()
 		}
 	}()
-	return l.Addr().String()
+	return l.Addr().String(), func() int { return int(count.Load()) }
+}
+
+// tcpPool is a pool of at most one TCP connection to addr, closed when the
+// test ends.
+func tcpPool(t testing.TB, addr string) *streamPool {
+	p := newStreamPool(func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", addr)
+	}, &settings{streamIdle: time.Minute, streamConns: 1})
+	t.Cleanup(p.closeIdle)
+	return p
 }
 
 // rawUDPServer sends the datagrams reply(query) returns for each query

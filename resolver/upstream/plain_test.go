@@ -79,12 +79,7 @@ func TestTCPPipelinesAndMatchesByID(t *testing.T) {
 	// A server that reads two queries before answering, and answers them in
 	// reverse order: both must be in flight on one connection, and each
 	// answer must reach its own query.
-	var mu sync.Mutex
-	conns := 0
-	addr := rawTCPServer(t, func(c net.Conn) {
-		mu.Lock()
-		conns++
-		mu.Unlock()
+	addr, conns := rawTCPServer(t, func(c net.Conn, _ int) {
 		for {
 			q1, err := readFramed(c)
 			if err != nil {
@@ -98,11 +93,7 @@ func TestTCPPipelinesAndMatchesByID(t *testing.T) {
 			writeFramed(c, answerFor(q1))
 		}
 	})
-	p := newStreamPool(func(ctx context.Context) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "tcp", addr)
-	}, &settings{streamIdle: time.Second, streamConns: 1})
-	t.Cleanup(p.closeIdle)
+	p := tcpPool(t, addr)
 	names := []string{"a.example.test.", "bb.example.test.", "ccc.example.test.", "dddd.example.test."}
 	var wg sync.WaitGroup
 	for _, name := range names {
@@ -121,10 +112,8 @@ func TestTCPPipelinesAndMatchesByID(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	mu.Lock()
-	defer mu.Unlock()
-	if conns != 1 {
-		t.Errorf("%d connections, want 1 carrying every query", conns)
+	if n := conns(); n != 1 {
+		t.Errorf("%d connections, want 1 carrying every query", n)
 	}
 }
 
@@ -132,28 +121,18 @@ func TestTCPConnectionDroppedAfterTimeout(t *testing.T) {
 	// The first connection swallows queries (a hung server, or a NAT that
 	// forgot the connection); later connections answer. After a timeout
 	// the next query must not wait on the dead connection.
-	var mu sync.Mutex
-	conns := 0
-	addr := rawTCPServer(t, func(c net.Conn) {
-		mu.Lock()
-		conns++
-		first := conns == 1
-		mu.Unlock()
+	addr, conns := rawTCPServer(t, func(c net.Conn, n int) {
 		for {
 			q, err := readFramed(c)
 			if err != nil {
 				return
 			}
-			if !first {
+			if n > 1 {
 				writeFramed(c, answerFor(q))
 			}
 		}
 	})
-	p := newStreamPool(func(ctx context.Context) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "tcp", addr)
-	}, &settings{streamIdle: time.Minute, streamConns: 1})
-	t.Cleanup(p.closeIdle)
+	p := tcpPool(t, addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	if _, err := p.exchange(ctx, query("a.example.test.")); !errors.Is(err, context.DeadlineExceeded) {
@@ -165,10 +144,8 @@ func TestTCPConnectionDroppedAfterTimeout(t *testing.T) {
 	if err != nil || answerIP(resp) != answerIP(answerFor(query("b.example.test."))) {
 		t.Fatalf("after the timeout: %v, %v", resp, err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if conns != 2 {
-		t.Errorf("%d connections, want 2", conns)
+	if n := conns(); n != 2 {
+		t.Errorf("%d connections, want 2", n)
 	}
 }
 
@@ -239,7 +216,7 @@ func TestExchangeErrorKinds(t *testing.T) {
 	failing := dnstest.NewUpstream(t)
 	failing.SetHTTPStatus(500)
 	doh := failing.StartHTTPS(t, ca.Issue(t, "dns.test"))
-	notTLS := rawTCPServer(t, func(c net.Conn) { c.Write([]byte("HTTP/1.0 400 Bad Request\r\n\r\n")) })
+	notTLS, _ := rawTCPServer(t, func(c net.Conn, _ int) { c.Write([]byte("HTTP/1.0 400 Bad Request\r\n\r\n")) })
 	mismatch := udpServer(t, func(q *dns.Msg) []*dns.Msg {
 		resp := answerFor(q)
 		resp.Question[0].Name = "other.test."
