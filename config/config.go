@@ -66,11 +66,12 @@ type UpstreamServer struct {
 	Raw string
 	// Proto is ProtoDNS, ProtoTLS or ProtoHTTPS.
 	Proto string
-	// Addr is host:port for ProtoDNS and ProtoTLS.
+	// Addr is the host:port to dial. For ProtoHTTPS it is the URL's host, or
+	// the IP address written after '#'.
 	Addr string
 	// ServerName is the TLS server name for ProtoTLS and ProtoHTTPS.
 	ServerName string
-	// URL is the full URL for ProtoHTTPS.
+	// URL is the full URL for ProtoHTTPS, without the '#' part.
 	URL string
 }
 

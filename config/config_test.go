@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/appfence/appfence/internal/dnstest"
 )
 
 func TestDefault(t *testing.T) {
@@ -163,6 +165,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad listen", "[server]\nlisten = [\"localhost:53\"]\n", []string{`server.listen[0]: "localhost:53": host "localhost" is not an IP address`}},
 		{"bad zone", "[[upstream.forward]]\nzones = [\"a..b\"]\nservers = [\"10.0.0.53\"]\n", []string{`f.toml:2: upstream.forward[0].zones[0]: "a..b"`}},
 		{"missing ca", "[upstream]\nca_file = \"nope.pem\"\n", []string{`f.toml:2: upstream.ca_file:`}},
+		{"duplicate upstream", "[upstream]\nservers = [\"192.0.2.1\", \"192.0.2.1\"]\n", []string{`f.toml:2: upstream.servers[1]: "192.0.2.1" listed twice`}},
 		{"min over max", "[cache]\nmin_ttl = \"2h\"\nmax_ttl = \"1h\"\n", []string{`cache.min_ttl: 2h0m0s is more than max_ttl 1h0m0s`}},
 		{"bad log level", "[log]\nlevel = \"loud\"\n", []string{`f.toml:2: log.level: "loud"`}},
 	}
@@ -206,5 +209,66 @@ func TestLoad(t *testing.T) {
 	}
 	if _, err := Load(filepath.Join(dir, "missing.toml")); err == nil {
 		t.Error("missing file: no error")
+	}
+}
+
+func TestParseUpstream(t *testing.T) {
+	tests := []struct {
+		in   string
+		want UpstreamServer
+		err  string
+	}{
+		{in: "192.0.2.53", want: UpstreamServer{Proto: ProtoDNS, Addr: "192.0.2.53:53"}},
+		{in: "[2001:db8::53]:5353", want: UpstreamServer{Proto: ProtoDNS, Addr: "[2001:db8::53]:5353"}},
+		{in: "2001:db8::53", want: UpstreamServer{Proto: ProtoDNS, Addr: "[2001:db8::53]:53"}},
+		{in: "tls://192.0.2.1", want: UpstreamServer{Proto: ProtoTLS, Addr: "192.0.2.1:853", ServerName: "192.0.2.1"}},
+		{in: "tls://192.0.2.1:8853#dns.example", want: UpstreamServer{Proto: ProtoTLS, Addr: "192.0.2.1:8853", ServerName: "dns.example"}},
+		{in: "tls://[2001:db8::1]#dns.example", want: UpstreamServer{Proto: ProtoTLS, Addr: "[2001:db8::1]:853", ServerName: "dns.example"}},
+		{in: "tls://dns.example", want: UpstreamServer{Proto: ProtoTLS, Addr: "dns.example:853", ServerName: "dns.example"}},
+		{in: "https://dns.example/dns-query", want: UpstreamServer{Proto: ProtoHTTPS, Addr: "dns.example:443", ServerName: "dns.example", URL: "https://dns.example/dns-query"}},
+		{in: "https://dns.example", want: UpstreamServer{Proto: ProtoHTTPS, Addr: "dns.example:443", ServerName: "dns.example", URL: "https://dns.example/dns-query"}},
+		{in: "https://dns.example:8443/q#192.0.2.1", want: UpstreamServer{Proto: ProtoHTTPS, Addr: "192.0.2.1:8443", ServerName: "dns.example", URL: "https://dns.example:8443/q"}},
+		{in: "https://dns.example/dns-query#2001:db8::1", want: UpstreamServer{Proto: ProtoHTTPS, Addr: "[2001:db8::1]:443", ServerName: "dns.example", URL: "https://dns.example/dns-query"}},
+		{in: "dns.example", err: "needs an IP address"},
+		{in: "tls://192.0.2.1#", err: "empty server name"},
+		{in: "tls://192.0.2.1:99999", err: "port"},
+		{in: "https://dns.example/dns-query#dns2.example", err: "not an IP address to dial"},
+		{in: "https:///dns-query", err: "not a DoH URL"},
+		{in: "quic://192.0.2.1", err: "unknown scheme"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := ParseUpstream(tt.in)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("error %v, want one containing %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.want.Raw = tt.in
+			if got != tt.want {
+				t.Errorf("got %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestCAFile(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "empty.pem"), []byte("not a certificate\n"), 0o644)
+	_, err := Parse("f.toml", []byte("[upstream]\nca_file = \"empty.pem\"\n"), dir)
+	if err == nil || !strings.Contains(err.Error(), "f.toml:2: upstream.ca_file:") || !strings.Contains(err.Error(), "no PEM certificate") {
+		t.Errorf("error %v, want the file named with no PEM certificate", err)
+	}
+	os.WriteFile(filepath.Join(dir, "ca.pem"), dnstest.NewCA(t).PEM, 0o644)
+	cfg, err := Parse("f.toml", []byte("[upstream]\nca_file = \"ca.pem\"\n"), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Upstream.CAFile != filepath.Join(dir, "ca.pem") {
+		t.Errorf("ca_file = %q, want it relative to the config's directory", cfg.Upstream.CAFile)
 	}
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/netip"
@@ -106,7 +107,7 @@ func (v *validator) upstream(raw *rawConfig, u *Upstream) {
 	u.Timeout = v.duration("upstream.timeout", r.Timeout, true)
 	if r.CAFile != "" {
 		u.CAFile = v.path(r.CAFile)
-		if _, err := os.Stat(u.CAFile); err != nil {
+		if err := checkCAFile(u.CAFile); err != nil {
 			v.errorf("upstream.ca_file", "%v", err)
 		}
 	}
@@ -146,9 +147,26 @@ func (v *validator) upstreamServers(path string, list []string) []UpstreamServer
 			v.errorf(elem(path, i), "%v", err)
 			continue
 		}
+		if slices.ContainsFunc(out, func(o UpstreamServer) bool { return o.Raw == us.Raw }) {
+			v.errorf(elem(path, i), "%q listed twice", s)
+			continue
+		}
 		out = append(out, us)
 	}
 	return out
+}
+
+// checkCAFile checks that path is readable and holds at least one
+// PEM-encoded certificate.
+func checkCAFile(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(data) {
+		return fmt.Errorf("%s: no PEM certificate in the file", path)
+	}
+	return nil
 }
 
 func (v *validator) cache(raw *rawConfig, c *Cache) {
@@ -361,16 +379,20 @@ func checkHostPort(s string) error {
 
 // ParseUpstream parses an upstream server entry: "host:port" or "host"
 // (plain DNS, port 53), "tls://host[:port][#server-name]" (DoT, port 853)
-// or "https://host[:port]/path" (DoH).
+// or "https://host[:port]/path[#ip]" (DoH; the optional IP address is
+// dialled instead of resolving host, which stays the TLS server name).
 func ParseUpstream(s string) (UpstreamServer, error) {
 	us := UpstreamServer{Raw: s}
 	switch {
 	case strings.HasPrefix(s, "tls://"):
 		rest := strings.TrimPrefix(s, "tls://")
-		host, name, _ := strings.Cut(rest, "#")
+		host, name, hasName := strings.Cut(rest, "#")
 		addr, h, err := withDefaultPort(host, "853")
 		if err != nil {
 			return us, fmt.Errorf("%q: %v", s, err)
+		}
+		if hasName && name == "" {
+			return us, fmt.Errorf("%q: empty server name after '#'", s)
 		}
 		if name == "" {
 			name = h
@@ -384,11 +406,21 @@ func ParseUpstream(s string) (UpstreamServer, error) {
 		if u.Path == "" {
 			u.Path = "/dns-query"
 		}
-		us.Proto, us.URL, us.ServerName = ProtoHTTPS, u.String(), u.Hostname()
-		us.Addr = u.Host
-		if u.Port() == "" {
-			us.Addr = net.JoinHostPort(u.Hostname(), "443")
+		port := u.Port()
+		if port == "" {
+			port = "443"
 		}
+		us.Proto, us.ServerName = ProtoHTTPS, u.Hostname()
+		us.Addr = net.JoinHostPort(u.Hostname(), port)
+		if u.Fragment != "" {
+			ip, err := netip.ParseAddr(strings.Trim(u.Fragment, "[]"))
+			if err != nil {
+				return us, fmt.Errorf("%q: %q after '#' is not an IP address to dial", s, u.Fragment)
+			}
+			us.Addr = net.JoinHostPort(ip.String(), port)
+			u.Fragment, u.RawFragment = "", ""
+		}
+		us.URL = u.String()
 	case strings.Contains(s, "://"):
 		return us, fmt.Errorf("%q: unknown scheme (use host:port, tls:// or https://)", s)
 	default:

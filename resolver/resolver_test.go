@@ -86,6 +86,7 @@ func startEnvWith(t *testing.T, up *dnstest.Upstream, cfgText string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(router.Close)
 	h := NewHandler(&State{Policy: p, Upstream: router}, m, nil)
 	srv := NewServer(h, nil)
 	if err := srv.Start(cfg.Server); err != nil {

@@ -46,7 +46,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 		log.Warn(w)
 	}
 	m := metrics.New(buildVersion())
-	st, err := newState(p, m)
+	st, err := newState(p, m, log)
 	if err != nil {
 		log.Error("upstream", "err", err)
 		return 1
@@ -113,6 +113,7 @@ loop:
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("shutdown", "err", err)
 	}
+	d.handler.State().Upstream.Close()
 	log.Info("stopped")
 	return code
 }
@@ -128,8 +129,8 @@ type daemon struct {
 }
 
 // newState builds what queries need from a policy.
-func newState(p *policy.Policy, m *metrics.Metrics) (*resolver.State, error) {
-	router, err := upstream.NewRouter(p.Config.Upstream, m)
+func newState(p *policy.Policy, m *metrics.Metrics, log *slog.Logger) (*resolver.State, error) {
+	router, err := upstream.NewRouter(p.Config.Upstream, m, upstream.WithLogger(log))
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +144,7 @@ func (d *daemon) reload() {
 	p, err := policy.Load(d.cfgPath, nil)
 	var st *resolver.State
 	if err == nil {
-		st, err = newState(p, d.metrics)
+		st, err = newState(p, d.metrics, d.log)
 	}
 	if err != nil {
 		d.metrics.Reloads.WithLabelValues("failure").Inc()
@@ -152,6 +153,8 @@ func (d *daemon) reload() {
 		return
 	}
 	old := d.handler.Swap(st)
+	// Stop the old upstreams' probers; its queries in flight finish.
+	old.Upstream.Close()
 	if !slices.Equal(old.Policy.Config.Server.Listen, p.Config.Server.Listen) {
 		d.log.Warn("server.listen changed: restart appfence to listen on the new addresses")
 	}

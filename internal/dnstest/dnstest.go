@@ -1,8 +1,10 @@
 // Package dnstest provides real DNS servers and clients on loopback for
 // tests: an in-process upstream built with miekg/dns that answers from a
-// zone written in the test, counts what it receives, and can be told to
-// delay, truncate or stay silent; and a client that can send from a chosen
-// loopback address (127.0.0.2, ...) to exercise client groups.
+// zone written in the test over UDP, TCP, TLS (DoT) and HTTPS (DoH), counts
+// what it receives, and can be told to delay, truncate or stay silent; a
+// certificate authority that issues certificates for those TLS listeners;
+// and a client that can send from a chosen loopback address (127.0.0.2,
+// ...) to exercise client groups.
 package dnstest
 
 import (
@@ -28,25 +30,33 @@ type Upstream struct {
 	nxdomain map[string]bool
 	queries  []Query
 
-	udpCount, tcpCount atomic.Int64
+	udpCount, tcpCount, tlsCount, httpsCount atomic.Int64
 	// Behaviour switches, changeable while running.
 	silent      atomic.Bool  // never answer
 	truncateUDP atomic.Bool  // answer UDP with TC set and no records
 	delay       atomic.Int64 // nanoseconds before answering
 	rcode       atomic.Int32 // -1: normal; otherwise answer every query with this rcode
 
+	httpStatus atomic.Int32 // DoH: fail requests with this HTTP status
+
 	udp, tcp *dns.Server
+	extra    []*dns.Server // TLS listeners, guarded by mu
 }
 
 // Query is one query an Upstream received.
 type Query struct {
 	Name  string
 	Type  uint16
-	Net   string // "udp" or "tcp"
+	Net   string // "udp", "tcp", "tls" or "https"
 	DO    bool
 	Size  uint16 // EDNS UDP size, 0 without EDNS
 	Msg   *dns.Msg
 	Local string
+	// Remote is the client's address: queries from one TCP or TLS
+	// connection share it.
+	Remote string
+	// HTTPProto is the HTTP version of a DoH request ("HTTP/2.0").
+	HTTPProto string
 }
 
 // NewUpstream starts an upstream; it stops when the test ends. Records are
@@ -78,10 +88,15 @@ func NewUpstream(t testing.TB, records ...string) *Upstream {
 		}
 	}
 	u.Addr = pc.LocalAddr().String()
-	u.udp = start(t, &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(u.serve)})
-	u.tcp = start(t, &dns.Server{Listener: l, Handler: dns.HandlerFunc(u.serve)})
+	u.udp = start(t, &dns.Server{PacketConn: pc, Handler: u.handler("udp")})
+	u.tcp = start(t, &dns.Server{Listener: l, Handler: u.handler("tcp")})
 	t.Cleanup(u.Close)
 	return u
+}
+
+// handler serves queries that arrive over netw.
+func (u *Upstream) handler(netw string) dns.Handler {
+	return dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) { u.serve(netw, w, req) })
 }
 
 func start(t testing.TB, srv *dns.Server) *dns.Server {
@@ -100,6 +115,13 @@ func start(t testing.TB, srv *dns.Server) *dns.Server {
 func (u *Upstream) Close() {
 	u.udp.Shutdown()
 	u.tcp.Shutdown()
+	u.mu.Lock()
+	extra := u.extra
+	u.extra = nil
+	u.mu.Unlock()
+	for _, s := range extra {
+		s.Shutdown()
+	}
 }
 
 // Add adds a record in zone-file syntax.
@@ -132,8 +154,30 @@ func (u *Upstream) SetRcode(rcode int) { u.rcode.Store(int32(rcode)) }
 // Count returns the number of queries received over UDP and TCP.
 func (u *Upstream) Count() (udp, tcp int64) { return u.udpCount.Load(), u.tcpCount.Load() }
 
-// Total returns the number of queries received.
-func (u *Upstream) Total() int64 { return u.udpCount.Load() + u.tcpCount.Load() }
+// CountEncrypted returns the number of queries received over TLS (DoT) and
+// HTTPS (DoH).
+func (u *Upstream) CountEncrypted() (tls, https int64) {
+	return u.tlsCount.Load(), u.httpsCount.Load()
+}
+
+// Total returns the number of queries received over any transport.
+func (u *Upstream) Total() int64 {
+	return u.udpCount.Load() + u.tcpCount.Load() + u.tlsCount.Load() + u.httpsCount.Load()
+}
+
+// Asked returns the number of queries received for name (fqdn, any case),
+// over any transport.
+func (u *Upstream) Asked(name string) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	n := 0
+	for _, q := range u.queries {
+		if strings.EqualFold(q.Name, name) {
+			n++
+		}
+	}
+	return n
+}
 
 // Queries returns a copy of the queries received.
 func (u *Upstream) Queries() []Query {
@@ -148,15 +192,21 @@ func soa(zone string) dns.RR {
 	return rr
 }
 
-func (u *Upstream) serve(w dns.ResponseWriter, req *dns.Msg) {
-	netw := "udp"
-	if _, ok := w.RemoteAddr().(*net.TCPAddr); ok {
-		netw = "tcp"
-		u.tcpCount.Add(1)
-	} else {
+func (u *Upstream) serve(netw string, w dns.ResponseWriter, req *dns.Msg) {
+	switch netw {
+	case "udp":
 		u.udpCount.Add(1)
+	case "tcp":
+		u.tcpCount.Add(1)
+	case "tls":
+		u.tlsCount.Add(1)
+	case "https":
+		u.httpsCount.Add(1)
 	}
-	q := Query{Net: netw, Msg: req.Copy(), Local: w.LocalAddr().String()}
+	q := Query{Net: netw, Msg: req.Copy(), Local: w.LocalAddr().String(), Remote: w.RemoteAddr().String()}
+	if hw, ok := w.(*httpWriter); ok {
+		q.HTTPProto = hw.proto
+	}
 	if len(req.Question) > 0 {
 		q.Name, q.Type = req.Question[0].Name, req.Question[0].Qtype
 	}

@@ -1,0 +1,24 @@
+// Package upstream sends the queries AppFence cannot answer itself to the
+// configured upstream resolvers. It owns:
+//
+//   - the protocols (plain.go, stream.go, dot.go, doh.go): plain DNS over
+//     UDP with a fresh source port per query and TCP when the answer is
+//     truncated; DNS over TLS (RFC 7858); DNS over HTTPS (RFC 8484, POST,
+//     HTTP/2 where offered). TCP and TLS connections are reused and
+//     pipelined (RFC 7766): several queries in flight on one connection,
+//     matched by message ID, closed when idle, redialled when the server
+//     closes them. DoH uses HTTP keep-alive.
+//   - the choice among servers (pool.go, strategy.go): failover,
+//     round_robin, fastest (smoothed latency with occasional probes of the
+//     others) and parallel (the two best at once, the first good answer
+//     wins);
+//   - health (health.go): consecutive failures mark a server down; a
+//     background prober with exponential backoff brings it back;
+//   - conditional forwarding (router.go): the most specific forward zone
+//     that contains a name picks its pool, and its queries go nowhere else;
+//   - error classification for metrics (errors.go).
+//
+// A Router is built from the [upstream] section and is immutable except for
+// the health and latency it learns; Close stops its probers when a reload
+// replaces it.
+package upstream

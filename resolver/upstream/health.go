@@ -1,0 +1,240 @@
+package upstream
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/appfence/appfence/metrics"
+)
+
+// health is what a Router knows of a server's availability. A server is up
+// until settings.failAfter attempts in a row fail (an error or a timeout;
+// any answer, whatever its rcode, counts as success); then it is down and a
+// prober asks it "." NS with exponential backoff until it answers. A
+// query's answer from a down server brings it up too.
+type health struct {
+	down     atomic.Bool
+	failures atomic.Int32 // consecutive failed attempts
+	probing  atomic.Bool  // a prober is running for the server
+}
+
+func (h *health) isDown() bool { return h.down.Load() }
+
+// monitor records what attempts teach (metrics, health, latency) and runs a
+// Router's background work: probers of down servers and the measuring
+// queries of the fastest and parallel strategies. close stops it all.
+type monitor struct {
+	st      *settings
+	timeout time.Duration
+	log     *slog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	mu     sync.Mutex // guards closed and wg.Add
+	closed bool
+	wg     sync.WaitGroup
+}
+
+func newMonitor(st *settings, timeout time.Duration) *monitor {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &monitor{st: st, timeout: timeout, log: st.log, ctx: ctx, cancel: cancel}
+}
+
+// background runs f in a goroutine that close waits for; f's ctx is done
+// when close is called. It reports false, without running f, after close.
+func (m *monitor) background(f func(ctx context.Context)) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return false
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		f(m.ctx)
+	}()
+	return true
+}
+
+// close stops the background work and waits for it.
+func (m *monitor) close() {
+	m.mu.Lock()
+	m.closed = true
+	m.mu.Unlock()
+	m.cancel()
+	m.wg.Wait()
+}
+
+// observe records one attempt with a server: its metrics, health and
+// latency. An error or an answer that sends the query on (SERVFAIL,
+// REFUSED) counts as a whole timeout in the latency, so a failing server
+// stops looking fast.
+func (m *monitor) observe(e *endpoint, resp *dns.Msg, err error, took time.Duration) {
+	if err != nil {
+		e.metrics.failed(err)
+		e.latency.observe(m.timeout)
+		m.failed(e, err)
+		return
+	}
+	e.metrics.answered(resp.Rcode, took)
+	if good(resp, nil) {
+		e.latency.observe(took)
+	} else {
+		e.latency.observe(m.timeout)
+	}
+	m.answered(e, "answered a query")
+}
+
+// failed counts a failed attempt; the one that reaches settings.failAfter
+// marks the server down and starts its prober.
+func (m *monitor) failed(e *endpoint, err error) {
+	n := e.failures.Add(1)
+	if int(n) < m.st.failAfter || !e.down.CompareAndSwap(false, true) {
+		return
+	}
+	e.metrics.setUp(false)
+	m.log.Warn("upstream marked down", "upstream", e.Name(), "failures", n, "err", err)
+	if e.probing.CompareAndSwap(false, true) {
+		if !m.background(func(ctx context.Context) { m.probe(ctx, e) }) {
+			e.probing.Store(false)
+		}
+	}
+}
+
+// answered records a successful exchange; a down server is up again.
+func (m *monitor) answered(e *endpoint, how string) {
+	e.failures.Store(0)
+	if e.down.Load() && e.down.CompareAndSwap(true, false) {
+		e.metrics.setUp(true)
+		m.log.Info("upstream up again", "upstream", e.Name(), "how", how)
+	}
+}
+
+// probe asks a down server until it answers, waiting settings.probeMin
+// before the first probe and twice as long after each failure, up to
+// settings.probeMax.
+func (m *monitor) probe(ctx context.Context, e *endpoint) {
+	wait := m.st.probeMin
+	for {
+		t := time.NewTimer(jitter(wait))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			e.probing.Store(false)
+			return
+		case <-t.C:
+		}
+		if e.isDown() {
+			if err := m.probeOnce(ctx, e); err != nil {
+				m.log.Debug("upstream probe failed", "upstream", e.Name(), "err", err)
+				wait = min(2*wait, m.st.probeMax)
+				continue
+			}
+			m.answered(e, "answered a probe")
+		}
+		// Up: stop, unless it went down again before this prober let go.
+		e.probing.Store(false)
+		if !e.isDown() || !e.probing.CompareAndSwap(false, true) {
+			return
+		}
+		wait = m.st.probeMin
+	}
+}
+
+// probeOnce asks the server for the root's NS records: any answer to the
+// question, whatever its rcode, shows the server is reachable and serving.
+// Probes are not counted in the request metrics.
+func (m *monitor) probeOnce(ctx context.Context, e *endpoint) error {
+	ctx, cancel := context.WithTimeout(ctx, m.timeout)
+	defer cancel()
+	q := new(dns.Msg)
+	q.SetQuestion(".", dns.TypeNS)
+	q.SetEdns0(1232, false)
+	resp, err := e.Exchange(ctx, q)
+	if err == nil {
+		err = checkResponse(q, resp)
+	}
+	return err
+}
+
+// jitter spreads d by ±10% so probers of many servers do not align.
+func jitter(d time.Duration) time.Duration {
+	return d + time.Duration((rand.Float64()-0.5)*0.2*float64(d))
+}
+
+// endpointMetrics are a server's collectors, resolved once: the per-query
+// path does no label lookup for the common cases.
+type endpointMetrics struct {
+	vec      *metrics.Metrics // nil: no metrics
+	name     string
+	up       prometheus.Gauge
+	duration prometheus.Observer
+	errors   map[string]prometheus.Counter
+	rcodes   [dns.RcodeRefused + 1]prometheus.Counter // NOERROR .. REFUSED
+}
+
+// newEndpointMetrics resolves the collectors of server name and initializes
+// every error kind and the common rcodes at zero, so dashboards see them
+// before the first event.
+func newEndpointMetrics(m *metrics.Metrics, name string) endpointMetrics {
+	em := endpointMetrics{vec: m, name: name}
+	if m == nil {
+		return em
+	}
+	em.up = m.UpstreamUp.WithLabelValues(name)
+	em.up.Set(1)
+	em.duration = m.UpstreamDuration.WithLabelValues(name)
+	em.errors = make(map[string]prometheus.Counter, len(ErrorKinds))
+	for _, k := range ErrorKinds {
+		em.errors[k] = m.UpstreamErrors.WithLabelValues(name, k)
+	}
+	for rc := range em.rcodes {
+		em.rcodes[rc] = m.UpstreamRequests.WithLabelValues(name, rcodeName(rc))
+	}
+	return em
+}
+
+func (em *endpointMetrics) answered(rcode int, took time.Duration) {
+	if em.vec == nil {
+		return
+	}
+	em.duration.Observe(took.Seconds())
+	if rcode >= 0 && rcode < len(em.rcodes) {
+		em.rcodes[rcode].Inc()
+	} else {
+		em.vec.UpstreamRequests.WithLabelValues(em.name, rcodeName(rcode)).Inc()
+	}
+}
+
+func (em *endpointMetrics) failed(err error) {
+	if em.vec != nil {
+		em.errors[ErrorKind(err)].Inc()
+	}
+}
+
+func (em *endpointMetrics) setUp(up bool) {
+	if em.vec == nil {
+		return
+	}
+	if up {
+		em.up.Set(1)
+	} else {
+		em.up.Set(0)
+	}
+}
+
+// rcodeName is the rcode label value: its mnemonic, or RCODE<n>.
+func rcodeName(rcode int) string {
+	if s, ok := dns.RcodeToString[rcode]; ok {
+		return s
+	}
+	return "RCODE" + strconv.Itoa(rcode)
+}

@@ -1,0 +1,128 @@
+package upstream
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/appfence/appfence/internal/dnstest"
+	"github.com/appfence/appfence/metrics"
+)
+
+func TestDownThenUpAgain(t *testing.T) {
+	up := dnstest.NewUpstream(t, records...)
+	m := metrics.New("test")
+	r := newRouter(t, m, "failover", []string{up.Addr})
+	gauge := func() float64 { return metric(t, m, "appfence_upstream_up", "upstream", up.Addr) }
+	if gauge() != 1 || !r.Up() {
+		t.Fatalf("a new upstream: up gauge %v, Up() %v; want 1, true", gauge(), r.Up())
+	}
+	up.SetSilent(true)
+	for range 2 { // failAfter in tests
+		if _, err := r.Exchange(context.Background(), query("www.example.test."), "www.example.test"); err == nil {
+			t.Fatal("a silent upstream answered")
+		}
+	}
+	if gauge() != 0 || r.Up() {
+		t.Fatalf("after 2 failures: up gauge %v, Up() %v; want 0, false", gauge(), r.Up())
+	}
+	// The prober keeps asking "." NS; once the upstream answers, it is up.
+	up.SetSilent(false)
+	waitFor(t, "the upstream to be up again", func() bool { return r.Up() && gauge() == 1 })
+	if up.Asked(".") == 0 {
+		t.Error("no probe reached the upstream")
+	}
+	if up.Asked("www.example.test.") != 2 {
+		t.Errorf("the upstream was asked www.example.test %d times, want 2: probes are not client queries", up.Asked("www.example.test."))
+	}
+	// Probes are not client traffic: only the two failed queries count.
+	if v := metric(t, m, "appfence_upstream_requests_total", "upstream", up.Addr, "rcode", "NXDOMAIN"); v != 0 {
+		t.Errorf("a probe's answer counted in requests_total: %v", v)
+	}
+	mustExchange(t, r, "www.example.test.")
+}
+
+func TestProbesBackOff(t *testing.T) {
+	// A server that answers garbage at once: each probe fails fast, so the
+	// number of probes shows the waits between them (20, 40, 80, 80 ... ms).
+	var probes atomic.Int32
+	addr := rawUDPServer(t, func(query []byte) [][]byte {
+		if len(query) < 12 {
+			return nil
+		}
+		probes.Add(1)
+		reply := append([]byte(nil), query[:12]...)
+		reply[2] |= 0x80 // QR, and a question count the body does not hold
+		return [][]byte{reply}
+	})
+	r := newRouter(t, nil, "failover", []string{addr})
+	for range 2 {
+		r.Exchange(context.Background(), query("www.example.test."), "www.example.test")
+	}
+	if r.Up() {
+		t.Fatal("still up after 2 failures")
+	}
+	probes.Store(0)
+	time.Sleep(600 * time.Millisecond)
+	// Without backoff, 600ms / 20ms = 30 probes; with it, about 9.
+	if n := probes.Load(); n < 2 || n > 14 {
+		t.Errorf("%d probes in 600ms, want about 9 (20ms doubling to 80ms)", n)
+	}
+}
+
+func TestCloseStopsProbersAndConnections(t *testing.T) {
+	before := len(ourGoroutines())
+	ca := dnstest.NewCA(t)
+	up := dnstest.NewUpstream(t, records...)
+	dead := dnstest.NewUpstream(t)
+	dead.SetSilent(true)
+	dotAddr := up.StartTLS(t, ca.Issue(t, "dns.test"))
+	doh := up.StartHTTPS(t, ca.Issue(t, "dns.test"))
+	cfg := upstreamConfig(t, "fastest", dead.Addr, "tls://"+dotAddr+"#dns.test", dnstest.DoHURL(doh, "dns.test"))
+	cfg.CAFile = ca.WriteFile(t)
+	r, err := NewRouter(cfg, metrics.New("test"), quick)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fail the dead one twice (a down server and its prober) and use the
+	// DoT and DoH connections.
+	for _, e := range r.def.endpoints {
+		for range 2 {
+			r.def.attempt(context.Background(), e, query("www.example.test."))
+		}
+	}
+	if !r.def.endpoints[0].isDown() || !r.def.endpoints[0].probing.Load() {
+		t.Fatal("the dead upstream is not down and probed")
+	}
+	if len(ourGoroutines()) == before {
+		t.Fatal("no connection or prober goroutine to stop")
+	}
+	r.Close()
+	r.Close() // idempotent
+	waitFor(t, "every goroutine to end", func() bool { return len(ourGoroutines()) == before })
+	probes := dead.Asked(".")
+	time.Sleep(200 * time.Millisecond) // several probe intervals
+	if n := dead.Asked("."); n != probes {
+		t.Errorf("%d probes after Close", n-probes)
+	}
+	// A closed Router still answers queries that started before a swap.
+	mustExchange(t, r, "a.example.test.")
+}
+
+func TestAnswerWithAnyRcodeKeepsServerUp(t *testing.T) {
+	up := dnstest.NewUpstream(t)
+	up.SetRcode(dns.RcodeRefused)
+	r := newRouter(t, nil, "failover", []string{up.Addr})
+	for range 5 {
+		resp, err := r.Exchange(context.Background(), query("www.example.test."), "www.example.test")
+		if err != nil || resp.Rcode != dns.RcodeRefused {
+			t.Fatalf("%v, %v; want the REFUSED answer", resp, err)
+		}
+	}
+	if !r.Up() {
+		t.Error("a server that answers was marked down")
+	}
+}

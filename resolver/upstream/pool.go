@@ -1,0 +1,167 @@
+package upstream
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// endpoint is one upstream server of a Router with what the Router learns
+// about it: its health and its smoothed latency. A server listed in several
+// pools (the default one and a forward zone) is one endpoint.
+type endpoint struct {
+	Server
+	health
+	latency latency
+	metrics endpointMetrics
+}
+
+// Pool asks a set of servers according to a strategy. Each attempt with one
+// server is bounded by the pool's timeout.
+type Pool struct {
+	endpoints []*endpoint
+	strategy  strategy
+	timeout   time.Duration
+	mon       *monitor
+	queries   atomic.Uint64 // queries asked: round robin turns, occasional measures
+}
+
+// Exchange asks the pool's servers in the strategy's order until one gives a
+// good answer: the next server is asked when one fails, times out, or
+// answers SERVFAIL or REFUSED. Servers marked down are asked last. When
+// every server fails, the last SERVFAIL or REFUSED answer is returned if
+// there was one, else the last error.
+func (p *Pool) Exchange(ctx context.Context, req *dns.Msg) (*dns.Msg, error) {
+	var buf [8]*endpoint
+	n := p.queries.Add(1) - 1
+	order := p.order(buf[:0], n)
+	var last outcome
+	// Race the two best, unless only the first is up: then asking a down
+	// server at once would only add load.
+	if p.strategy == strategyParallel && len(order) > 1 && (!order[1].isDown() || order[0].isDown()) {
+		resp, err := p.race(ctx, req, order[0], order[1])
+		if good(resp, err) {
+			p.measureOther(req, order[2:], n)
+			return resp, nil
+		}
+		last.note(resp, err)
+		order = order[2:]
+	} else if p.strategy == strategyFastest && len(order) > 1 {
+		p.measureOther(req, order[1:], n)
+	}
+	for _, e := range order {
+		if ctx.Err() != nil {
+			last.note(nil, ctx.Err())
+			break
+		}
+		resp, err := p.attempt(ctx, e, req)
+		if good(resp, err) {
+			return resp, nil
+		}
+		last.note(resp, err)
+	}
+	return last.result()
+}
+
+// good reports whether an attempt ends the query: an answer other than
+// SERVFAIL and REFUSED, which another server may do better on.
+func good(resp *dns.Msg, err error) bool {
+	return err == nil && resp.Rcode != dns.RcodeServerFailure && resp.Rcode != dns.RcodeRefused
+}
+
+// outcome keeps what the failed attempts of one query returned.
+type outcome struct {
+	resp *dns.Msg
+	err  error
+}
+
+func (o *outcome) note(resp *dns.Msg, err error) {
+	if err != nil {
+		o.err = err
+	} else {
+		o.resp = resp
+	}
+}
+
+func (o *outcome) result() (*dns.Msg, error) {
+	if o.resp != nil {
+		return o.resp, nil
+	}
+	if o.err == nil {
+		return nil, ErrNoServers
+	}
+	return nil, o.err
+}
+
+// attempt asks one server, bounded by the pool's timeout, checks that the
+// answer belongs to the question, and records what it learnt: metrics,
+// health and latency. An attempt abandoned by its caller (ctx done: the
+// client's deadline, or the other server won a parallel race) records
+// nothing: it says nothing about the server.
+func (p *Pool) attempt(ctx context.Context, e *endpoint, req *dns.Msg) (*dns.Msg, error) {
+	actx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	start := time.Now()
+	resp, err := e.Exchange(actx, req)
+	if err == nil {
+		err = checkResponse(req, resp)
+	}
+	took := time.Since(start)
+	if err != nil && ctx.Err() != nil {
+		return nil, fmt.Errorf("upstream %s: %w", e.Name(), ctx.Err())
+	}
+	p.mon.observe(e, resp, err, took)
+	if err != nil {
+		return nil, fmt.Errorf("upstream %s: %w", e.Name(), err)
+	}
+	return resp, nil
+}
+
+// race asks a and b at once; the first good answer wins and the other
+// attempt is cancelled. When neither is good, the last outcome is returned.
+func (p *Pool) race(ctx context.Context, req *dns.Msg, a, b *endpoint) (*dns.Msg, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // stops the loser
+	results := make(chan outcome, 2)
+	for _, e := range [2]*endpoint{a, b} {
+		// Each attempt packs its own copy: packing writes the OPT record.
+		q := req.Copy()
+		go func() {
+			resp, err := p.attempt(ctx, e, q)
+			results <- outcome{resp, err}
+		}()
+	}
+	var last outcome
+	for range 2 {
+		r := <-results
+		if good(r.resp, r.err) {
+			return r.resp, nil
+		}
+		last.note(r.resp, r.err)
+	}
+	return last.result()
+}
+
+// measureOther keeps the latency of servers the fastest and parallel
+// strategies do not ask: on one query in settings.probeEvery, a copy goes in
+// the background to one of others that is up (rotating), and its answer
+// only feeds the measures.
+func (p *Pool) measureOther(req *dns.Msg, others []*endpoint, n uint64) {
+	every := p.mon.st.probeEvery
+	if len(others) == 0 || every == 0 || n%every != every-1 {
+		return
+	}
+	start := int(n / every)
+	for i := range others {
+		e := others[(start+i)%len(others)]
+		if e.isDown() {
+			continue
+		}
+		q := req.Copy()
+		p.mon.background(func(ctx context.Context) { p.attempt(ctx, e, q) })
+		return
+	}
+}
