@@ -20,6 +20,7 @@ import (
 	"github.com/appfence/appfence/config"
 	"github.com/appfence/appfence/metrics"
 	"github.com/appfence/appfence/resolver"
+	"github.com/appfence/appfence/resolver/cache"
 	"github.com/appfence/appfence/resolver/policy"
 	"github.com/appfence/appfence/resolver/upstream"
 )
@@ -50,7 +51,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 		return 1
 	}
 	d := &daemon{cfgPath: *cfgPath, log: log, metrics: m}
-	d.handler = resolver.NewHandler(st, m, log)
+	// The cache is made once: reloads swap the handler's state and keep it.
+	d.cache = cache.New(p.Config.Cache, m)
+	d.handler = resolver.NewHandler(st, d.cache, m, log)
 	d.loaded(p)
 
 	srv := resolver.NewServer(d.handler, log)
@@ -111,6 +114,7 @@ type daemon struct {
 	log     *slog.Logger
 	metrics *metrics.Metrics
 	handler *resolver.Handler
+	cache   *cache.Cache
 }
 
 // newState builds what queries need from a policy.
@@ -138,6 +142,7 @@ func (d *daemon) reload() {
 		return
 	}
 	old := d.handler.Swap(st)
+	d.cache.Configure(p.Config.Cache)
 	if !slices.Equal(old.Policy.Config.Server.Listen, p.Config.Server.Listen) {
 		d.log.Warn("server.listen changed: restart appfence to listen on the new addresses")
 	}
