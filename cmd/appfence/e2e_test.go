@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -96,20 +97,8 @@ clients = ["127.0.0.2"]
 allow = ["tiktok"]
 `, port, up.Addr)), 0o644)
 
-	var stderr bytes.Buffer
-	cmd := exec.Command(bin, "serve", "-config", cfg)
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-	})
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	waitServing(t, addr, exited, &stderr)
+	s := startServing(t, bin, cfg, fmt.Sprintf("127.0.0.1:%d", port))
+	cmd, exited, stderr := s.cmd, s.exited, s.stderr
 
 	p := fmt.Sprintf("-p%d", port)
 	out := digRun(t, dig, "@127.0.0.1", p, "www.tiktok.com")
@@ -147,8 +136,52 @@ allow = ["tiktok"]
 	}
 }
 
+// serving is an `appfence serve` process started by a test.
+type serving struct {
+	cmd    *exec.Cmd
+	exited chan error // receives the process's exit; send nil back after taking it
+	stderr *lockedBuffer
+}
+
+// startServing starts `bin serve -config cfg`, waits until it answers on
+// addr, and kills it when the test ends.
+func startServing(t *testing.T, bin, cfg, addr string) *serving {
+	t.Helper()
+	s := &serving{cmd: exec.Command(bin, "serve", "-config", cfg), exited: make(chan error, 1), stderr: &lockedBuffer{}}
+	s.cmd.Stderr = s.stderr
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.exited <- s.cmd.Wait() }()
+	t.Cleanup(func() {
+		s.cmd.Process.Kill()
+		<-s.exited
+	})
+	waitServing(t, addr, s.exited, s.stderr)
+	return s
+}
+
+// lockedBuffer is a bytes.Buffer that the process's stderr copier and the
+// test can use at once.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 // waitServing waits until the resolver answers on addr.
-func waitServing(t *testing.T, addr string, exited <-chan error, stderr *bytes.Buffer) {
+func waitServing(t *testing.T, addr string, exited <-chan error, stderr fmt.Stringer) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
