@@ -102,7 +102,7 @@ func errorReply(req *dns.Msg, rcode int) *dns.Msg {
 }
 
 // upstreamQuery builds the query sent upstream for req: the canonical
-// (lower-case) name, RD set, CD and AD copied, and EDNS with the DO bit of
+// (lower-case) name, RD set, the client's CD, AD set, and EDNS with the DO bit of
 // the client and a payload size of at least ednsSize. Other EDNS options of
 // the client (cookies, client subnet) are hop-by-hop and not forwarded.
 func upstreamQuery(req *dns.Msg, name string) *dns.Msg {
@@ -113,7 +113,7 @@ func upstreamQuery(req *dns.Msg, name string) *dns.Msg {
 			Opcode:            dns.OpcodeQuery,
 			RecursionDesired:  true,
 			CheckingDisabled:  req.CheckingDisabled,
-			AuthenticatedData: req.AuthenticatedData,
+			AuthenticatedData: true,
 		},
 		Question: []dns.Question{{Name: fqdn(name), Qtype: q.Qtype, Qclass: q.Qclass}},
 	}
@@ -164,14 +164,19 @@ func finish(req, resp *dns.Msg, udp bool, ede *dns.EDNS0_EDE) {
 		resp.AuthenticatedData = resp.AuthenticatedData && req.AuthenticatedData
 	}
 	if udp {
-		size := dns.MinMsgSize
-		if opt != nil {
-			size = max(size, int(opt.UDPSize()))
-		}
-		if resp.Len() > size {
+		if size := udpLimit(opt); resp.Len() > size {
 			resp.Truncate(size)
 		}
 	}
+}
+
+// udpLimit returns the largest UDP reply a client takes: the payload size
+// of its OPT record, and never less than 512 bytes (RFC 1035, RFC 6891).
+func udpLimit(opt *dns.OPT) int {
+	if opt == nil {
+		return dns.MinMsgSize
+	}
+	return max(dns.MinMsgSize, int(opt.UDPSize()))
 }
 
 // stripOPT removes OPT records, which are hop-by-hop.

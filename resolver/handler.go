@@ -14,6 +14,7 @@ import (
 	"github.com/appfence/appfence/internal/dnsname"
 	"github.com/appfence/appfence/metrics"
 	"github.com/appfence/appfence/querylog"
+	"github.com/appfence/appfence/resolver/cache"
 	"github.com/appfence/appfence/resolver/policy"
 	"github.com/appfence/appfence/resolver/upstream"
 )
@@ -28,22 +29,31 @@ type State struct {
 }
 
 // Handler answers DNS queries: it is the pipeline from the request to the
-// answer. Data flows one way: decision, then block answer or upstream, then
-// the reply; metrics and logs observe the result.
+// answer. Data flows one way: decision, then block answer or cache and
+// upstream, then the reply; metrics and logs observe the result.
 type Handler struct {
 	state     atomic.Pointer[State]
 	installMu sync.Mutex // serializes Swap, so each install sees the state it replaces
+	cache     *cache.Cache
 	metrics   *metrics.Metrics
 	querylog  atomic.Pointer[querylog.Logger]
 	log       *slog.Logger
+	// buffers hold the replies built from cache entries (*[]byte).
+	buffers sync.Pool
 }
 
-// NewHandler returns a handler serving st. m and log may be nil.
-func NewHandler(st *State, m *metrics.Metrics, log *slog.Logger) *Handler {
+// NewHandler returns a handler serving st. The cache c outlives states: a
+// reload swaps the state and keeps the cache. c, m and log may be nil; a
+// nil c (or a disabled one) sends every query upstream.
+func NewHandler(st *State, c *cache.Cache, m *metrics.Metrics, log *slog.Logger) *Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{metrics: m, log: log}
+	h := &Handler{cache: c, metrics: m, log: log}
+	h.buffers.New = func() any {
+		b := make([]byte, 0, 2048)
+		return &b
+	}
 	h.install(st)
 	h.state.Store(st)
 	return h
@@ -67,46 +77,89 @@ func (h *Handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	_, udp := w.RemoteAddr().(*net.UDPAddr)
 	client := clientAddr(w.RemoteAddr())
 	st := h.state.Load()
-	resp, d := h.answer(st, req, client)
+	resp, name, d := h.answer(st, req, client)
+	var rcode int
 	if resp == nil {
-		return
+		rcode = h.resolve(st, w, req, name, udp)
+	} else {
+		var ede *dns.EDNS0_EDE
+		if d.Action == policy.ActionBlock && st.Policy.Config.Blocking.ExtendedErrors {
+			ede = &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeBlocked, ExtraText: blockText(&d)}
+		}
+		rcode = h.write(w, req, resp, udp, ede)
 	}
-	var ede *dns.EDNS0_EDE
-	if d.Action == policy.ActionBlock && st.Policy.Config.Blocking.ExtendedErrors {
-		ede = &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeBlocked, ExtraText: blockText(&d)}
-	}
-	finish(req, resp, udp, ede)
-	if err := w.WriteMsg(resp); err != nil {
-		h.log.Debug("write reply", "client", client, "err", err)
-	}
-	h.observe(st, &d, client, resp, start)
+	h.observe(st, &d, client, req, rcode, start)
 }
 
-// answer decides and builds the reply (not yet finished for the client).
-func (h *Handler) answer(st *State, req *dns.Msg, client netip.Addr) (*dns.Msg, policy.Decision) {
+// answer decides. It returns the reply of a query answered here (refused,
+// malformed, blocked), or nil and the canonical name for a query to
+// resolve.
+func (h *Handler) answer(st *State, req *dns.Msg, client netip.Addr) (*dns.Msg, string, policy.Decision) {
 	p := st.Policy
 	if !p.Allowed(client) {
-		return errorReply(req, dns.RcodeRefused), policy.Decision{Action: policy.ActionRefuse, Group: p.GroupOf(client)}
+		return errorReply(req, dns.RcodeRefused), "", policy.Decision{Action: policy.ActionRefuse, Group: p.GroupOf(client)}
 	}
 	if req.Opcode != dns.OpcodeQuery {
-		return errorReply(req, dns.RcodeNotImplemented), policy.Decision{Group: p.GroupOf(client)}
+		return errorReply(req, dns.RcodeNotImplemented), "", policy.Decision{Group: p.GroupOf(client)}
 	}
 	if len(req.Question) != 1 {
-		return errorReply(req, dns.RcodeFormatError), policy.Decision{Group: p.GroupOf(client)}
+		return errorReply(req, dns.RcodeFormatError), "", policy.Decision{Group: p.GroupOf(client)}
 	}
 	name := dnsname.Canonical(req.Question[0].Name)
 	d := p.Decide(client, name)
 	if d.Action == policy.ActionBlock {
-		return blockAnswer(p, req, name, &d), d
+		return blockAnswer(p, req, name, &d), name, d
 	}
-	return h.forward(st, req, name), d
+	return nil, name, d
 }
 
-// forward resolves the query upstream; SERVFAIL when no upstream answers.
-func (h *Handler) forward(st *State, req *dns.Msg, name string) *dns.Msg {
+// resolve answers a query the policy lets through, from the cache or the
+// upstream, and returns the rcode sent. A fresh entry is served from its
+// bytes; a miss waits for the (shared) upstream query and is served from the
+// entry it stored, through finish like any other reply.
+func (h *Handler) resolve(st *State, w dns.ResponseWriter, req *dns.Msg, name string, udp bool) int {
+	c := h.cache
+	if !c.Enabled() {
+		return h.write(w, req, h.forward(st, req, name), udp, nil)
+	}
+	key := cache.KeyOf(req, name)
+	now := c.Now()
+	e, fresh := c.Lookup(key, now)
+	if fresh {
+		if c.Hit(e, now) {
+			c.Refresh(key, h.fetch(st, req, name))
+		}
+		return h.writeEntry(w, req, e, now, udp)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), upstreamBudget)
 	defer cancel()
-	resp, err := st.Upstream.Exchange(ctx, upstreamQuery(req, name), name)
+	a := c.Resolve(ctx, key, e, h.fetch(st, req, name))
+	switch {
+	case a.Stale:
+		return h.writeEntry(w, req, a.Entry, c.Now(), udp)
+	case a.Entry != nil:
+		return h.writeEntryMsg(w, req, a.Entry, c.Now(), udp)
+	case a.Msg != nil:
+		return h.write(w, req, a.Msg.Copy(), udp, nil)
+	}
+	h.log.Debug("upstream failed", "name", name, "err", a.Err)
+	return h.write(w, req, errorReply(req, dns.RcodeServerFailure), udp, nil)
+}
+
+// fetch returns how the cache asks the upstream for req.
+func (h *Handler) fetch(st *State, req *dns.Msg, name string) cache.Fetch {
+	q := upstreamQuery(req, name)
+	return func(ctx context.Context) (*dns.Msg, error) {
+		ctx, cancel := context.WithTimeout(ctx, upstreamBudget)
+		defer cancel()
+		return st.Upstream.Exchange(ctx, q, name)
+	}
+}
+
+// forward resolves the query upstream without the cache; SERVFAIL when no
+// upstream answers.
+func (h *Handler) forward(st *State, req *dns.Msg, name string) *dns.Msg {
+	resp, err := h.fetch(st, req, name)(context.Background())
 	if err != nil {
 		h.log.Debug("upstream failed", "name", name, "err", err)
 		return errorReply(req, dns.RcodeServerFailure)
@@ -117,6 +170,63 @@ func (h *Handler) forward(st *State, req *dns.Msg, name string) *dns.Msg {
 // upstreamBudget bounds the whole upstream resolution of one query; each
 // attempt is bounded by upstream.timeout.
 const upstreamBudget = 30 * time.Second
+
+// write finishes resp for the client, sends it and returns its rcode.
+func (h *Handler) write(w dns.ResponseWriter, req, resp *dns.Msg, udp bool, ede *dns.EDNS0_EDE) int {
+	finish(req, resp, udp, ede)
+	if err := w.WriteMsg(resp); err != nil {
+		h.log.Debug("write reply", "client", w.RemoteAddr().String(), "err", err)
+	}
+	return resp.Rcode
+}
+
+// writeEntry sends the reply from a cache entry: its bytes patched for the
+// client (no unpacking), or through writeEntryMsg when that reply would not
+// fit the client's UDP size.
+func (h *Handler) writeEntry(w dns.ResponseWriter, req *dns.Msg, e *cache.Entry, now time.Time, udp bool) int {
+	r := cache.Request{
+		ID:      req.Id,
+		Name:    req.Question[0].Name,
+		RD:      req.RecursionDesired,
+		CD:      req.CheckingDisabled,
+		AD:      req.AuthenticatedData,
+		Payload: ednsSize,
+	}
+	opt := req.IsEdns0()
+	if opt != nil {
+		r.EDNS, r.DO = true, opt.Do()
+	}
+	if udp {
+		r.Limit = udpLimit(opt)
+	}
+	bp := h.buffers.Get().(*[]byte)
+	defer h.buffers.Put(bp)
+	b, ok := e.AppendReply((*bp)[:0], &r, now)
+	*bp = b[:0]
+	if !ok {
+		return h.writeEntryMsg(w, req, e, now, udp)
+	}
+	if _, err := w.Write(b); err != nil {
+		h.log.Debug("write reply", "client", w.RemoteAddr().String(), "err", err)
+	}
+	return e.Rcode()
+}
+
+// writeEntryMsg sends the reply from a cache entry built as a message and
+// finished like any other reply: after a miss, and when the reply must be
+// truncated. A stale answer carries EDE 3 "Stale Answer".
+func (h *Handler) writeEntryMsg(w dns.ResponseWriter, req *dns.Msg, e *cache.Entry, now time.Time, udp bool) int {
+	resp, err := e.Msg(now)
+	if err != nil {
+		h.log.Error("cached answer", "name", req.Question[0].Name, "err", err)
+		return h.write(w, req, errorReply(req, dns.RcodeServerFailure), udp, nil)
+	}
+	var ede *dns.EDNS0_EDE
+	if e.Expired(now) {
+		ede = &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeStaleAnswer}
+	}
+	return h.write(w, req, resp, udp, ede)
+}
 
 // clientAddr returns the client's address, IPv4-mapped addresses unmapped.
 func clientAddr(a net.Addr) netip.Addr {

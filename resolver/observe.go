@@ -41,11 +41,11 @@ func (h *Handler) install(st *State) {
 
 // observe records an answered query in the metrics and the query log. It
 // only reads the decision and the reply: observers never steer.
-func (h *Handler) observe(st *State, d *policy.Decision, client netip.Addr, resp *dns.Msg, start time.Time) {
+func (h *Handler) observe(st *State, d *policy.Decision, client netip.Addr, req *dns.Msg, rcode int, start time.Time) {
 	took := time.Since(start)
 	o := st.obs
 	if o.series != nil {
-		o.series.Observe(d, resp.Rcode, took)
+		o.series.Observe(d, rcode, took)
 	}
 	ql := h.querylog.Load()
 	if ql == nil || !o.logAll && !d.Action.AppAction() {
@@ -58,14 +58,14 @@ func (h *Handler) observe(st *State, d *policy.Decision, client netip.Addr, resp
 		Time:     start,
 		Client:   client,
 		Action:   d.Action.String(),
-		Rcode:    resp.Rcode,
+		Rcode:    rcode,
 		Duration: took,
 	}
 	if d.Group != nil {
 		e.Group = d.Group.Name
 	}
-	if len(resp.Question) > 0 {
-		e.Name, e.Type = resp.Question[0].Name, resp.Question[0].Qtype
+	if len(req.Question) > 0 {
+		e.Name, e.Type = req.Question[0].Name, req.Question[0].Qtype
 	}
 	if d.Match.App != nil {
 		e.App, e.Rule = d.Match.App.Name, d.Match.Rule

@@ -22,6 +22,7 @@ import (
 	"github.com/appfence/appfence/metrics"
 	"github.com/appfence/appfence/querylog"
 	"github.com/appfence/appfence/resolver"
+	"github.com/appfence/appfence/resolver/cache"
 	"github.com/appfence/appfence/resolver/policy"
 	"github.com/appfence/appfence/resolver/upstream"
 )
@@ -52,7 +53,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 		return 1
 	}
 	d := &daemon{cfgPath: *cfgPath, log: log, metrics: m}
-	d.handler = resolver.NewHandler(st, m, log)
+	// The cache is made once: reloads swap the handler's state and keep it.
+	d.cache = cache.New(p.Config.Cache, m)
+	d.handler = resolver.NewHandler(st, d.cache, m, log)
 	if err := d.setQueryLog(p.Config.Log.QueryLog); err != nil {
 		log.Error("start", "err", err)
 		return 1
@@ -124,6 +127,7 @@ type daemon struct {
 	log       *slog.Logger
 	metrics   *metrics.Metrics
 	handler   *resolver.Handler
+	cache     *cache.Cache
 	listening atomic.Bool
 	querylog  *querylog.Logger // nil when off; used by the signal loop only
 }
@@ -155,6 +159,7 @@ func (d *daemon) reload() {
 	old := d.handler.Swap(st)
 	// Stop the old upstreams' probers; its queries in flight finish.
 	old.Upstream.Close()
+	d.cache.Configure(p.Config.Cache)
 	if !slices.Equal(old.Policy.Config.Server.Listen, p.Config.Server.Listen) {
 		d.log.Warn("server.listen changed: restart appfence to listen on the new addresses")
 	}

@@ -3,8 +3,9 @@
 // zone written in the test over UDP, TCP, TLS (DoT) and HTTPS (DoH), counts
 // what it receives, and can be told to delay, truncate or stay silent; a
 // certificate authority that issues certificates for those TLS listeners;
-// and a client that can send from a chosen loopback address (127.0.0.2,
-// ...) to exercise client groups.
+// a client that can send from a chosen loopback address (127.0.0.2, ...) to
+// exercise client groups; and a clock that moves only when told, for the
+// cache.
 package dnstest
 
 import (
@@ -34,6 +35,8 @@ type Upstream struct {
 	// Behaviour switches, changeable while running.
 	silent      atomic.Bool  // never answer
 	truncateUDP atomic.Bool  // answer UDP with TC set and no records
+	truncateAll atomic.Bool  // answer UDP and TCP with TC set and no records
+	validated   atomic.Bool  // set AD for queries with DO or AD, as a validator does
 	delay       atomic.Int64 // nanoseconds before answering
 	rcode       atomic.Int32 // -1: normal; otherwise answer every query with this rcode
 
@@ -144,6 +147,14 @@ func (u *Upstream) SetSilent(v bool) { u.silent.Store(v) }
 // TCP.
 func (u *Upstream) SetTruncateUDP(v bool) { u.truncateUDP.Store(v) }
 
+// SetTruncateAll makes every answer, over UDP and TCP, empty with TC set: a
+// broken upstream whose answers can never be complete.
+func (u *Upstream) SetTruncateAll(v bool) { u.truncateAll.Store(v) }
+
+// SetValidated makes the upstream act as a validating resolver whose data
+// is secure: it sets AD in answers to queries with DO or AD (RFC 6840).
+func (u *Upstream) SetValidated(v bool) { u.validated.Store(v) }
+
 // SetDelay delays every answer.
 func (u *Upstream) SetDelay(d time.Duration) { u.delay.Store(int64(d)) }
 
@@ -229,12 +240,13 @@ func (u *Upstream) serve(netw string, w dns.ResponseWriter, req *dns.Msg) {
 	if opt := req.IsEdns0(); opt != nil {
 		resp.SetEdns0(dns.DefaultMsgSize, opt.Do())
 	}
+	resp.AuthenticatedData = u.validated.Load() && (req.AuthenticatedData || q.DO)
 	if rc := u.rcode.Load(); rc >= 0 {
 		resp.Rcode = int(rc)
 		w.WriteMsg(resp)
 		return
 	}
-	if netw == "udp" && u.truncateUDP.Load() {
+	if netw == "udp" && u.truncateUDP.Load() || u.truncateAll.Load() {
 		resp.Truncated = true
 		w.WriteMsg(resp)
 		return
@@ -281,6 +293,30 @@ func (u *Upstream) serve(netw string, w dns.ResponseWriter, req *dns.Msg) {
 		resp.Truncate(size)
 	}
 	w.WriteMsg(resp)
+}
+
+// Clock is a clock that moves only when told: a cache's Now in tests, so
+// that expiry, TTL countdown and prefetch are exact without waiting.
+type Clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// NewClock returns a clock set to the current time.
+func NewClock() *Clock { return &Clock{now: time.Now()} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Advance moves the clock forward by d.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
 }
 
 // Client sends queries from a chosen local address.
