@@ -17,8 +17,10 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/appfence/appfence/blocklists/remote"
 	"github.com/appfence/appfence/config"
 	"github.com/appfence/appfence/metrics"
+	"github.com/appfence/appfence/reload"
 	"github.com/appfence/appfence/resolver"
 	"github.com/appfence/appfence/resolver/policy"
 	"github.com/appfence/appfence/resolver/upstream"
@@ -34,24 +36,21 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	p, err := policy.Load(*cfgPath, nil)
+	cfg, err := policy.LoadConfig(*cfgPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "appfence: %v\n", err)
 		return 1
 	}
-	log := newLogger(p.Config.Log, stderr)
-	for _, w := range p.Warnings {
-		log.Warn(w)
-	}
+	log := newLogger(cfg.Log, stderr)
 	m := metrics.New(buildVersion())
-	st, err := newState(p, m)
+	d := &daemon{log: log, metrics: m}
+	rl := reload.New(reload.Options{Path: *cfgPath, Install: d.install, Metrics: m, Log: log,
+		Downloader: &remote.Downloader{UserAgent: "appfence/" + buildVersion()}})
+	p, err := rl.Load()
 	if err != nil {
-		log.Error("upstream", "err", err)
+		fmt.Fprintf(stderr, "appfence: %v\n", err)
 		return 1
 	}
-	d := &daemon{cfgPath: *cfgPath, log: log, metrics: m}
-	d.handler = resolver.NewHandler(st, m, log)
-	d.loaded(p)
 
 	srv := resolver.NewServer(d.handler, log)
 	if err := srv.Start(p.Config.Server); err != nil {
@@ -72,6 +71,12 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 	log.Info("appfence started", "version", buildVersion(), "config", p.Config.File,
 		"apps", len(p.Set.Apps), "groups", len(p.Groups))
 
+	rctx, stopReloads := context.WithCancel(ctx)
+	reloads := make(chan struct{})
+	go func() {
+		rl.Run(rctx)
+		close(reloads)
+	}()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -82,7 +87,7 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case <-hup:
-			d.reload()
+			rl.Trigger("SIGHUP")
 		case err := <-srv.Err():
 			log.Error("dns server failed", "err", err)
 			code = 1
@@ -95,6 +100,8 @@ loop:
 			}
 		}
 	}
+	stopReloads()
+	<-reloads
 	log.Info("shutting down: finishing queries in flight")
 	sctx, scancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer scancel()
@@ -107,7 +114,6 @@ loop:
 
 // daemon is the running resolver's state that outlives one policy.
 type daemon struct {
-	cfgPath string
 	log     *slog.Logger
 	metrics *metrics.Metrics
 	handler *resolver.Handler
@@ -122,41 +128,23 @@ func newState(p *policy.Policy, m *metrics.Metrics) (*resolver.State, error) {
 	return &resolver.State{Policy: p, Upstream: router}, nil
 }
 
-// reload builds a new policy and swaps it in; on any error the running
-// policy stays in force.
-func (d *daemon) reload() {
-	start := time.Now()
-	p, err := policy.Load(d.cfgPath, nil)
-	var st *resolver.State
-	if err == nil {
-		st, err = newState(p, d.metrics)
-	}
+// install builds what queries need from p and swaps it in (the reloader
+// calls it with a policy built and validated completely). Queries in
+// flight finish with the state they started with.
+func (d *daemon) install(p *policy.Policy) error {
+	st, err := newState(p, d.metrics)
 	if err != nil {
-		d.metrics.Reloads.WithLabelValues("failure").Inc()
-		d.metrics.LastReloadOK.Set(0)
-		d.log.Error("reload failed; the previous policy keeps serving", "err", err)
-		return
+		return err
+	}
+	if d.handler == nil {
+		d.handler = resolver.NewHandler(st, d.metrics, d.log)
+		return nil
 	}
 	old := d.handler.Swap(st)
 	if !slices.Equal(old.Policy.Config.Server.Listen, p.Config.Server.Listen) {
 		d.log.Warn("server.listen changed: restart appfence to listen on the new addresses")
 	}
-	for _, w := range p.Warnings {
-		d.log.Warn(w)
-	}
-	d.metrics.Reloads.WithLabelValues("success").Inc()
-	d.loaded(p)
-	d.log.Info("reloaded", "took", time.Since(start).Round(time.Millisecond), "apps", len(p.Set.Apps), "groups", len(p.Groups))
-}
-
-// loaded records a successfully installed policy in the metrics.
-func (d *daemon) loaded(p *policy.Policy) {
-	d.metrics.LastReloadOK.Set(1)
-	d.metrics.LastReloadTime.Set(float64(time.Now().Unix()))
-	d.metrics.BlocklistRules.Reset()
-	for name, n := range p.Set.Rules {
-		d.metrics.BlocklistRules.WithLabelValues(name).Set(float64(n))
-	}
+	return nil
 }
 
 func (d *daemon) ready() error {
