@@ -96,20 +96,8 @@ clients = ["127.0.0.2"]
 allow = ["tiktok"]
 `, port, up.Addr)), 0o644)
 
-	var stderr bytes.Buffer
-	cmd := exec.Command(bin, "serve", "-config", cfg)
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-	})
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	waitServing(t, addr, exited, &stderr)
+	proc := startServe(t, bin, cfg, addr)
 
 	p := fmt.Sprintf("-p%d", port)
 	out := digRun(t, dig, "@127.0.0.1", p, "www.tiktok.com")
@@ -131,24 +119,54 @@ allow = ["tiktok"]
 		t.Errorf("dig www.tiktok.com HTTPS: want no records, got %q", out)
 	}
 
-	// SIGTERM: graceful stop, exit 0.
-	cmd.Process.Signal(syscall.SIGTERM)
+	proc.stop(t)
+	if !strings.Contains(proc.stderr.String(), "stopped") {
+		t.Errorf("log lacks the stop message:\n%s", proc.stderr.String())
+	}
+}
+
+// process is a running `appfence serve`.
+type process struct {
+	cmd    *exec.Cmd
+	exited chan error
+	stderr *syncBuffer
+}
+
+// startServe runs `appfence serve -config cfg` and waits until it answers
+// on addr; it is killed when the test ends.
+func startServe(t *testing.T, bin, cfg, addr string) *process {
+	t.Helper()
+	p := &process{cmd: exec.Command(bin, "serve", "-config", cfg), exited: make(chan error, 1), stderr: &syncBuffer{}}
+	p.cmd.Stderr = p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.exited <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.exited
+	})
+	waitServing(t, addr, p.exited, p.stderr)
+	return p
+}
+
+// stop sends SIGTERM and expects a graceful exit with status 0.
+func (p *process) stop(t *testing.T) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case err := <-exited:
+	case err := <-p.exited:
 		if err != nil {
-			t.Errorf("exit after SIGTERM: %v\n%s", err, stderr.String())
+			t.Errorf("exit after SIGTERM: %v\n%s", err, p.stderr.String())
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("appfence did not stop after SIGTERM")
 	}
-	exited <- nil // for the cleanup
-	if !strings.Contains(stderr.String(), "stopped") {
-		t.Errorf("log lacks the stop message:\n%s", stderr.String())
-	}
+	p.exited <- nil // for the cleanup
 }
 
 // waitServing waits until the resolver answers on addr.
-func waitServing(t *testing.T, addr string, exited <-chan error, stderr *bytes.Buffer) {
+func waitServing(t *testing.T, addr string, exited <-chan error, stderr fmt.Stringer) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
