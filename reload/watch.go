@@ -2,6 +2,8 @@ package reload
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"log/slog"
 	"path/filepath"
 	"slices"
@@ -94,7 +96,11 @@ func (w *Watcher) Watch(files, globs []string) {
 		// Adding a watched directory again is harmless, and restores the
 		// watch when the directory was removed and made again.
 		if err := w.fsw.Add(d); err != nil {
-			w.log.Warn("watch: cannot watch a directory; its changes need a SIGHUP", "dir", d, "err", err)
+			level := slog.LevelWarn
+			if errors.Is(err, fs.ErrNotExist) {
+				level = slog.LevelDebug // e.g. the default glob's folder, unused
+			}
+			w.log.Log(context.Background(), level, "watch: cannot watch a directory; changes in it need a SIGHUP", "dir", d, "err", err)
 			continue
 		}
 		w.dirs = append(w.dirs, d)
