@@ -132,7 +132,7 @@ func Load(opts Options) (*Set, error) {
 			added, err := loadSource(b, set, a, src, id, opts.Fetcher)
 			n += added
 			if err != nil {
-				errs = append(errs, &tomlpos.Error{File: a.Origin.File, Line: src.Line, Key: "sources", Msg: err.Error()})
+				errs = append(errs, &tomlpos.Error{File: a.Origin.File, Line: src.Line, Key: "sources", Msg: err.Error(), Err: err})
 			}
 		}
 		set.Rules[a.Name] = n

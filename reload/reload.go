@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"hash/maphash"
+	"io/fs"
 	"log/slog"
 	"strings"
 	"sync"
@@ -122,6 +123,12 @@ func (r *Reloader) Reload(reason string) error {
 			r.log.Error("reload failed", "reason", reason, "err", line)
 		}
 		r.log.Error("reload failed: the previous policy keeps serving", "reason", reason, "problems", len(problems))
+		if r.watcher != nil && r.current.Config.Blocking.Watch {
+			// Watch for the files the load missed, so that making them
+			// reloads again.
+			files, globs := watched(r.opts.Path, r.current)
+			r.watcher.Watch(append(files, missingFiles(err)...), globs)
+		}
 		if m := r.opts.Metrics; m != nil {
 			m.Reloads.WithLabelValues("failure").Inc()
 			m.LastReloadOK.Set(0)
@@ -180,6 +187,25 @@ func watched(path string, p *policy.Policy) (files, globs []string) {
 		files = append(files, path)
 	}
 	return append(files, p.Set.Files...), p.Config.Blocking.Lists
+}
+
+// missingFiles returns the paths of the files err says do not exist.
+func missingFiles(err error) []string {
+	var paths []string
+	var walk func(error)
+	walk = func(err error) {
+		var pe *fs.PathError
+		if errors.As(err, &pe) && errors.Is(pe.Err, fs.ErrNotExist) {
+			paths = append(paths, pe.Path)
+		}
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				walk(e)
+			}
+		}
+	}
+	walk(err)
+	return paths
 }
 
 // Trigger asks for a reload as soon as the one running, if any, is done.

@@ -382,6 +382,15 @@ func TestWatcherPicksUpChanges(t *testing.T) {
 	// ... and its removal
 	os.Remove(filepath.Join(e.dir, "apps", "exceptions.toml"))
 	e.expect("ok.video.test.", "", blocked, 5*time.Second)
+	// a list that does not exist yet, in a folder nobody watched: the
+	// reload fails, and making the file reloads again
+	os.Mkdir(filepath.Join(e.dir, "more"), 0o755)
+	writeFile(t, appFile, videoApp+"sources = [{ file = \"../more/extra.txt\", format = \"domains\" }]\n")
+	waitLog(t, e.logs, "reload failed")
+	e.expect("chat.test.", "", blocked, 0) // the old policy
+	writeFile(t, filepath.Join(e.dir, "more", "extra.txt"), "www.example.test\n")
+	e.expect("www.example.test.", "", blocked, 5*time.Second)
+	e.expect("chat.test.", "192.0.2.40", resolved, 0)
 	// the config
 	e.writeConfig("watch = true\nblock = [\"video\"]")
 	e.expect("www.tiktok.com.", "192.0.2.10", resolved, 5*time.Second)
@@ -394,6 +403,18 @@ func TestWatcherPicksUpChanges(t *testing.T) {
 	}
 	if !strings.Contains(e.logs.String(), "reason=\"changed: "+appFile) {
 		t.Errorf("the log does not name the changed file:\n%s", e.logs.String())
+	}
+}
+
+// waitLog waits until the log has text.
+func waitLog(t *testing.T, logs *logBuffer, text string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(logs.String(), text) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the log never said %q:\n%s", text, logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
