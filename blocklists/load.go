@@ -1,8 +1,6 @@
 package blocklists
 
 import (
-	"bufio"
-	"compress/gzip"
 	"embed"
 	"errors"
 	"fmt"
@@ -134,7 +132,7 @@ func Load(opts Options) (*Set, error) {
 			added, err := loadSource(b, set, a, src, id, opts.Fetcher)
 			n += added
 			if err != nil {
-				errs = append(errs, &tomlpos.Error{File: a.Origin.File, Line: src.Line, Key: "sources", Msg: err.Error()})
+				errs = append(errs, &tomlpos.Error{File: a.Origin.File, Line: src.Line, Key: "sources", Msg: err.Error(), Err: err})
 			}
 		}
 		set.Rules[a.Name] = n
@@ -185,13 +183,9 @@ func loadSource(b *builder, set *Set, a *App, src Source, app uint32, fetch Fetc
 		return 0, err
 	}
 	defer rc.Close()
-	r, err := decompress(rc, name)
-	if err != nil {
-		return 0, err
-	}
 	file := b.file(name)
 	added := 0
-	st, err := ParseList(r, src.Format, name, func(e Entry) {
+	st, err := ParseList(rc, src.Format, name, func(e Entry) {
 		if addEntry(b, e, app, file) {
 			added++
 		}
@@ -204,21 +198,6 @@ func loadSource(b *builder, set *Set, a *App, src Source, app uint32, fetch Fetc
 		set.Warnings = append(set.Warnings, fmt.Sprintf("%s: %d invalid and %d unsupported lines in all", name, st.Invalid, st.Unsupported))
 	}
 	return added, err
-}
-
-// decompress returns a reader of the content, gunzipping it when it starts
-// with the gzip magic number.
-func decompress(r io.Reader, name string) (io.Reader, error) {
-	br := bufio.NewReaderSize(r, 64*1024)
-	magic, _ := br.Peek(2)
-	if len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
-		}
-		return zr, nil
-	}
-	return br, nil
 }
 
 // sizeHint estimates the number of rules to size the matcher once.

@@ -1,7 +1,10 @@
 package blocklists
 
 import (
+	"cmp"
 	"hash/maphash"
+	"iter"
+	"slices"
 	"strings"
 )
 
@@ -134,6 +137,16 @@ func (m *Matcher) Len() int {
 // Match returns the best rule for name, which must be canonical (see
 // dnsname.Canonical). ok is false when no rule matches.
 func (m *Matcher) Match(name string) (match Match, ok bool) {
+	return m.match(name, true)
+}
+
+// MatchBlock is Match without the allow rules: the block rule a name would
+// hit if no exception were written.
+func (m *Matcher) MatchBlock(name string) (match Match, ok bool) {
+	return m.match(name, false)
+}
+
+func (m *Matcher) match(name string, withAllow bool) (match Match, ok bool) {
 	if name == "" {
 		return match, false
 	}
@@ -142,7 +155,7 @@ func (m *Matcher) Match(name string) (match Match, ok bool) {
 	pStart, pIdx := -1, uint32(0)
 	pText, pAllow := "", false
 	if len(m.patterns) > 0 {
-		pStart, pIdx, pText, pAllow = m.matchPatterns(name)
+		pStart, pIdx, pText, pAllow = m.matchPatterns(name, withAllow)
 	}
 	for i := 0; ; {
 		if pStart >= 0 && i > pStart {
@@ -151,7 +164,7 @@ func (m *Matcher) Match(name string) (match Match, ok bool) {
 		if e := m.lookup(name[i:]); e != nil {
 			rn := m.names[e.off : e.off+uint32(e.n)]
 			switch {
-			case e.allow != 0:
+			case withAllow && e.allow != 0:
 				return m.result(e.allow, rn, KindAllow), true
 			case pStart == i && pAllow:
 				return m.result(pIdx, pText, KindAllow), true
@@ -177,6 +190,88 @@ func (m *Matcher) Match(name string) (match Match, ok bool) {
 	return match, false
 }
 
+// All yields every compiled rule once, as the Match it gives: names in the
+// order they were added, then patterns.
+func (m *Matcher) All() iter.Seq[Match] {
+	return func(yield func(Match) bool) {
+		for i := 1; i < len(m.entries); i++ {
+			e := &m.entries[i]
+			name := m.names[e.off : e.off+uint32(e.n)]
+			for _, r := range [...]struct {
+				idx  uint32
+				kind Kind
+			}{{e.domain, KindDomain}, {e.exact, KindExact}, {e.allow, KindAllow}} {
+				if r.idx != 0 && !yield(m.result(r.idx, name, r.kind)) {
+					return
+				}
+			}
+		}
+		for _, p := range m.sortedPatterns() {
+			kind := KindPattern
+			if p.allow {
+				kind = KindAllow
+			}
+			if !yield(m.result(p.rule, p.text, kind)) {
+				return
+			}
+		}
+	}
+}
+
+// sortedPatterns returns the patterns in the order they were added.
+func (m *Matcher) sortedPatterns() []pattern {
+	var ps []pattern
+	for _, list := range m.patterns {
+		ps = append(ps, list...)
+	}
+	slices.SortFunc(ps, func(a, b pattern) int { return cmp.Compare(a.rule, b.rule) })
+	return ps
+}
+
+// IdleAllows returns the allow rules that let nothing through: no block
+// rule of any app (domains, exact or patterns, whether the app is blocked
+// or not) could match a name they allow with a shorter or equal match.
+//
+// For an allow name N that is: no domains rule at N or at a name above it,
+// no exact rule for N, and no pattern matching N or a name above it (a
+// block rule below N is longer than the allow rule and wins anyway). For an
+// allow pattern, whose names all lie under its fixed tail T (the labels
+// after its last '*'): no domains rule or pattern covering T, and no block
+// rule under T. The second test is conservative: a pattern is only
+// reported when it certainly lets nothing through.
+func (m *Matcher) IdleAllows() []Match {
+	var idle []Match
+	for r := range m.All() {
+		if r.Kind != KindAllow {
+			continue
+		}
+		if !strings.Contains(r.Rule, "*") {
+			if _, ok := m.MatchBlock(r.Rule); !ok {
+				idle = append(idle, r)
+			}
+			continue
+		}
+		tail := r.Rule[strings.LastIndexByte(r.Rule, '*'):]
+		tail = tail[strings.IndexByte(tail, '.')+1:]
+		if b, ok := m.MatchBlock(tail); ok && b.Kind != KindExact || m.blockUnder(tail) {
+			continue
+		}
+		idle = append(idle, r)
+	}
+	return idle
+}
+
+// blockUnder reports whether a block rule lies strictly under name.
+func (m *Matcher) blockUnder(name string) bool {
+	suffix := "." + name
+	for r := range m.All() {
+		if r.Kind != KindAllow && strings.HasSuffix(r.Rule, suffix) {
+			return true
+		}
+	}
+	return false
+}
+
 func (m *Matcher) result(idx uint32, text string, kind Kind) Match {
 	r := m.rules[idx]
 	return Match{App: m.apps[r.app], Rule: text, Kind: kind, Origin: Origin{File: m.files[r.file], Line: int(r.line)}}
@@ -184,7 +279,7 @@ func (m *Matcher) result(idx uint32, text string, kind Kind) Match {
 
 // matchPatterns returns the start of the longest pattern match in name, or
 // -1. At equal length an allow pattern wins.
-func (m *Matcher) matchPatterns(name string) (start int, idx uint32, text string, allow bool) {
+func (m *Matcher) matchPatterns(name string, withAllow bool) (start int, idx uint32, text string, allow bool) {
 	start = -1
 	for j := 0; j < len(name); {
 		k := strings.IndexByte(name[j:], '.')
@@ -193,6 +288,9 @@ func (m *Matcher) matchPatterns(name string) (start int, idx uint32, text string
 		}
 		j += k + 1 // name[j:] is a candidate tail
 		for _, p := range m.patterns[name[j:]] {
+			if p.allow && !withAllow {
+				continue
+			}
 			i, ok := matchHead(name[:j-1], p.head)
 			if !ok {
 				continue
@@ -388,6 +486,12 @@ func (b *builder) addPattern(text string, allow bool, app, file uint32, line int
 	tail := strings.Join(labels[last+1:], ".")
 	for _, p := range b.patterns[tail] {
 		if p.text == text && p.allow == allow {
+			if prev := b.rules[p.rule]; prev.app != app {
+				b.conflicts = append(b.conflicts, Conflict{
+					Name: text, Kept: b.apps[prev.app], KeptAt: Origin{b.files[prev.file], int(prev.line)},
+					Dropped: b.apps[app], DroppedAt: Origin{b.files[file], line},
+				})
+			}
 			return false
 		}
 	}

@@ -251,3 +251,100 @@ func BenchmarkMatch1M(b *testing.B) {
 		i++
 	}
 }
+
+func TestAllYieldsEveryRule(t *testing.T) {
+	p := writeApps(t, testApps, map[string]string{"video.txt": "video-static.test\n*.wild.test\n"})
+	set, err := Load(Options{Globs: []string{p}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, n := range set.Rules {
+		total += n
+	}
+	seen := map[string]bool{}
+	for r := range set.Matcher.All() {
+		key := r.App.Name + " " + r.Kind.String() + " " + r.Rule
+		if seen[key] {
+			t.Errorf("%s yielded twice", key)
+		}
+		seen[key] = true
+		if r.Origin.Line == 0 || r.Origin.File == "" {
+			t.Errorf("%s has no origin", key)
+		}
+	}
+	// the catalog's rules are counted too
+	if len(seen) != total {
+		t.Errorf("All yielded %d rules, the set counts %d", len(seen), total)
+	}
+	for _, want := range []string{"video domain video.test", "video exact log.tracker.test", "video pattern p16-video-*.img.test",
+		"video allow ok-*.video.test", "video allow careers.video.test", "video pattern *.wild.test", "chat domain example.net"} {
+		if !seen[want] {
+			t.Errorf("All lacks %q", want)
+		}
+	}
+}
+
+func TestMatchBlockIgnoresAllowRules(t *testing.T) {
+	p := writeApps(t, testApps, map[string]string{"video.txt": ""})
+	set, err := Load(Options{Globs: []string{p}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{
+		"careers.video.test": "video.test",
+		"ok-1.video.test":    "video.test",
+		"help.chat.test":     "chat.test",
+	} {
+		if got, ok := set.Matcher.MatchBlock(name); !ok || got.Rule != want || got.Kind != KindDomain {
+			t.Errorf("MatchBlock(%q) = %+v, want %s", name, got, want)
+		}
+		if got, _ := set.Matcher.Match(name); got.Kind != KindAllow {
+			t.Errorf("Match(%q) = %+v, want the allow rule", name, got)
+		}
+	}
+}
+
+func TestIdleAllows(t *testing.T) {
+	p := writeApps(t, `[[app]]
+name = "a"
+domains = ["blocked.test"]
+exact = ["one.test"]
+patterns = ["p-*.img.test"]
+allow = [
+  "www.blocked.test",   # under a domains rule: used
+  "blocked.test",       # the same name: used (allow wins ties)
+  "one.test",           # an exact rule for the name: used
+  "sub.one.test",       # exact covers only one.test: idle
+  "p-1.img.test",       # a pattern matches it: used
+  "img.test",           # the pattern lies below: idle (longer rules win)
+  "typo.tset",          # nothing: idle
+  "ok-*.blocked.test",  # pattern under a domains rule: used
+  "x-*.img.test",       # pattern with a block pattern under its tail: used
+  "y-*.free.test",      # nothing at or under free.test: idle
+]
+`, nil)
+	set, err := Load(Options{Globs: []string{p}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range set.Matcher.IdleAllows() {
+		got = append(got, fmt.Sprintf("%s@%d", m.Rule, m.Origin.Line))
+	}
+	want := []string{"sub.one.test@10", "img.test@12", "typo.tset@13", "y-*.free.test@16"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("IdleAllows = %v, want %v", got, want)
+	}
+}
+
+func TestPatternConflicts(t *testing.T) {
+	p := writeApps(t, "[[app]]\nname = \"a\"\npatterns = [\"x-*.test\"]\n[[app]]\nname = \"b\"\npatterns = [\"x-*.test\"]\n", nil)
+	set, err := Load(Options{Globs: []string{p}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(set.Conflicts) != 1 || set.Conflicts[0].Name != "x-*.test" || set.Conflicts[0].Kept.Name != "a" || set.Conflicts[0].DroppedAt.Line != 6 {
+		t.Errorf("conflicts = %+v", set.Conflicts)
+	}
+}

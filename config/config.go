@@ -114,12 +114,18 @@ type Blocking struct {
 	ExtendedErrors bool
 	InspectCNAMEs  bool
 	// Lists are glob patterns, made absolute against Config.Dir.
-	Lists    []string
-	Watch    bool
+	Lists []string
+	Watch bool
+	// CacheDir is where downloaded remote sources are kept: absolute, and
+	// DefaultCacheDir beside the config file when the file leaves it "".
 	CacheDir string
 	Block    []AppRef
 	Monitor  []AppRef
 }
+
+// DefaultCacheDir is the folder, beside the config file, that keeps
+// downloaded remote sources when blocking.cache_dir is "".
+const DefaultCacheDir = ".appfence-cache"
 
 // AppRef is a reference to an app by name, with where it was written: the
 // key path ("group[1].allow[0]") and line.

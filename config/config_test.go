@@ -207,6 +207,13 @@ func TestLoad(t *testing.T) {
 	if cfg.Dir != dir || cfg.Blocking.Lists[0] != filepath.Join(dir, "apps/*.toml") {
 		t.Errorf("dir %q lists %v", cfg.Dir, cfg.Blocking.Lists)
 	}
+	if want := filepath.Join(dir, ".appfence-cache"); cfg.Blocking.CacheDir != want {
+		t.Errorf("cache_dir %q, want %q beside the config", cfg.Blocking.CacheDir, want)
+	}
+	os.WriteFile(path, []byte("[blocking]\ncache_dir = \"/var/cache/appfence\"\n"), 0o644)
+	if cfg, err := Load(path); err != nil || cfg.Blocking.CacheDir != "/var/cache/appfence" {
+		t.Errorf("cache_dir = %q, %v", cfg.Blocking.CacheDir, err)
+	}
 	if _, err := Load(filepath.Join(dir, "missing.toml")); err == nil {
 		t.Error("missing file: no error")
 	}

@@ -246,8 +246,9 @@ func (v *validator) blocking(raw *rawConfig, b *Blocking) {
 		b.Lists = append(b.Lists, v.path(g))
 	}
 	b.Watch = r.Watch
-	if r.CacheDir != "" {
-		b.CacheDir = v.path(r.CacheDir)
+	b.CacheDir = v.path(r.CacheDir)
+	if r.CacheDir == "" {
+		b.CacheDir = v.path(DefaultCacheDir)
 	}
 	b.Block = v.appRefs("blocking.block", r.Block)
 	b.Monitor = v.appRefs("blocking.monitor", r.Monitor)

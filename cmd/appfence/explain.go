@@ -21,8 +21,9 @@ func explain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cfgPath := fs.String("config", "", "configuration file (default: the built-in configuration)")
 	client := fs.String("client", "", "the client's IP address (required)")
 	asJSON := fs.Bool("json", false, "print JSON lines")
+	typeFlag := fs.String("type", "", "the query type (default A; a last argument that is a type name also sets it)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: appfence explain [-config FILE] [-json] -client IP NAME... [TYPE]\n       (no NAME: names are read from standard input, one per line)")
+		fmt.Fprintln(stderr, "usage: appfence explain [-config FILE] [-json] [-type TYPE] -client IP NAME... [TYPE]\n       (no NAME: names are read from standard input, one per line)")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -34,8 +35,12 @@ func explain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	names := fs.Args()
-	qtype := dns.TypeA
-	if n := len(names); n > 1 || n == 1 && !strings.Contains(names[0], ".") {
+	qtype, err := parseType(*typeFlag)
+	if err != nil {
+		fmt.Fprintf(stderr, "appfence explain: -%v\n", err)
+		return 2
+	}
+	if n := len(names); *typeFlag == "" && (n > 1 || n == 1 && !strings.Contains(names[0], ".")) {
 		if t, ok := dns.StringToType[strings.ToUpper(names[n-1])]; ok && !strings.Contains(names[n-1], ".") {
 			qtype, names = t, names[:n-1]
 		}
@@ -47,12 +52,16 @@ func explain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 				names = append(names, line)
 			}
 		}
+		if err := sc.Err(); err != nil {
+			fmt.Fprintf(stderr, "appfence explain: reading names: %v\n", err)
+			return 1
+		}
 	}
 	if len(names) == 0 {
 		fs.Usage()
 		return 2
 	}
-	p, err := policy.Load(*cfgPath, nil)
+	p, err := loadPolicy(*cfgPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "appfence: %v\n", err)
 		return 1

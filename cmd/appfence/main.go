@@ -2,8 +2,8 @@
 // while exempted device groups keep using them.
 //
 //	appfence serve   [-config FILE]
-//	appfence check   [-config FILE]
-//	appfence explain [-config FILE] -client IP NAME [TYPE]
+//	appfence check   [-config FILE] [-json] [-fetch]
+//	appfence explain [-config FILE] [-json] -client IP NAME... [TYPE]
 //	appfence version
 package main
 
@@ -23,8 +23,8 @@ var version = ""
 
 const usage = `usage:
   appfence serve   [-config FILE]                        run the resolver (no -config: built-in config)
-  appfence check   [-config FILE] [-json]                validate everything, print a summary
-  appfence explain [-config FILE] -client IP NAME... [TYPE]   the decision for names, no network
+  appfence check   [-config FILE] [-json] [-fetch]       validate everything, print a summary
+  appfence explain [-config FILE] [-json] -client IP NAME... [TYPE]   the decision for names, no network
   appfence version
 `
 

@@ -18,9 +18,11 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/appfence/appfence/blocklists/remote"
 	"github.com/appfence/appfence/config"
 	"github.com/appfence/appfence/metrics"
 	"github.com/appfence/appfence/querylog"
+	"github.com/appfence/appfence/reload"
 	"github.com/appfence/appfence/resolver"
 	"github.com/appfence/appfence/resolver/cache"
 	"github.com/appfence/appfence/resolver/policy"
@@ -37,31 +39,22 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	p, err := policy.Load(*cfgPath, nil)
+	cfg, err := policy.LoadConfig(*cfgPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "appfence: %v\n", err)
 		return 1
 	}
-	log := newLogger(p.Config.Log, stderr)
-	for _, w := range p.Warnings {
-		log.Warn(w)
-	}
+	log := newLogger(cfg.Log, stderr)
 	m := metrics.New(buildVersion())
-	st, err := newState(p, m, log)
+	d := &daemon{log: log, metrics: m}
+	rl := reload.New(reload.Options{Path: *cfgPath, Install: d.install, Metrics: m, Log: log,
+		Downloader: &remote.Downloader{UserAgent: "appfence/" + buildVersion()}})
+	p, err := rl.Load()
 	if err != nil {
-		log.Error("upstream", "err", err)
-		return 1
-	}
-	d := &daemon{cfgPath: *cfgPath, log: log, metrics: m}
-	// The cache is made once: reloads swap the handler's state and keep it.
-	d.cache = cache.New(p.Config.Cache, m)
-	d.handler = resolver.NewHandler(st, d.cache, m, log)
-	if err := d.setQueryLog(p.Config.Log.QueryLog); err != nil {
-		log.Error("start", "err", err)
+		fmt.Fprintf(stderr, "appfence: %v\n", err)
 		return 1
 	}
 	defer d.setQueryLog("") // after the queries in flight are answered
-	d.loaded(p)
 
 	srv := resolver.NewServer(d.handler, log)
 	if err := srv.Start(p.Config.Server); err != nil {
@@ -83,6 +76,12 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 	log.Info("appfence started", "version", buildVersion(), "config", p.Config.File,
 		"apps", len(p.Set.Apps), "groups", len(p.Groups))
 
+	rctx, stopReloads := context.WithCancel(ctx)
+	reloads := make(chan struct{})
+	go func() {
+		rl.Run(rctx)
+		close(reloads)
+	}()
 	hup, usr1 := make(chan os.Signal, 1), make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	signal.Notify(usr1, syscall.SIGUSR1)
@@ -95,7 +94,7 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case <-hup:
-			d.reload()
+			rl.Trigger("SIGHUP")
 		case <-usr1:
 			d.reopenQueryLog()
 		case err := <-srv.Err():
@@ -110,6 +109,8 @@ loop:
 			}
 		}
 	}
+	stopReloads()
+	<-reloads
 	log.Info("shutting down: finishing queries in flight")
 	sctx, scancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer scancel()
@@ -123,13 +124,12 @@ loop:
 
 // daemon is the running resolver's state that outlives one policy.
 type daemon struct {
-	cfgPath   string
 	log       *slog.Logger
 	metrics   *metrics.Metrics
 	handler   *resolver.Handler
 	cache     *cache.Cache
 	listening atomic.Bool
-	querylog  *querylog.Logger // nil when off; used by the signal loop only
+	querylog  *querylog.Logger // nil when off
 }
 
 // newState builds what queries need from a policy.
@@ -141,20 +141,19 @@ func newState(p *policy.Policy, m *metrics.Metrics, log *slog.Logger) (*resolver
 	return &resolver.State{Policy: p, Upstream: router}, nil
 }
 
-// reload builds a new policy and swaps it in; on any error the running
-// policy stays in force.
-func (d *daemon) reload() {
-	start := time.Now()
-	p, err := policy.Load(d.cfgPath, nil)
-	var st *resolver.State
-	if err == nil {
-		st, err = newState(p, d.metrics, d.log)
-	}
+// install builds what queries need from p and swaps it in (the reloader
+// calls it with a policy built and validated completely). Queries in
+// flight finish with the state they started with.
+func (d *daemon) install(p *policy.Policy) error {
+	st, err := newState(p, d.metrics, d.log)
 	if err != nil {
-		d.metrics.Reloads.WithLabelValues("failure").Inc()
-		d.metrics.LastReloadOK.Set(0)
-		d.log.Error("reload failed; the previous policy keeps serving", "err", err)
-		return
+		return err
+	}
+	if d.handler == nil {
+		// The cache is made once: reloads swap the handler's state and keep it.
+		d.cache = cache.New(p.Config.Cache, d.metrics)
+		d.handler = resolver.NewHandler(st, d.cache, d.metrics, d.log)
+		return d.setQueryLog(p.Config.Log.QueryLog)
 	}
 	old := d.handler.Swap(st)
 	// Stop the old upstreams' probers; its queries in flight finish.
@@ -163,25 +162,10 @@ func (d *daemon) reload() {
 	if !slices.Equal(old.Policy.Config.Server.Listen, p.Config.Server.Listen) {
 		d.log.Warn("server.listen changed: restart appfence to listen on the new addresses")
 	}
-	for _, w := range p.Warnings {
-		d.log.Warn(w)
-	}
-	d.metrics.Reloads.WithLabelValues("success").Inc()
-	d.loaded(p)
 	if err := d.setQueryLog(p.Config.Log.QueryLog); err != nil {
 		d.log.Error("the query log keeps its previous destination", "err", err)
 	}
-	d.log.Info("reloaded", "took", time.Since(start).Round(time.Millisecond), "apps", len(p.Set.Apps), "groups", len(p.Groups))
-}
-
-// loaded records a successfully installed policy in the metrics.
-func (d *daemon) loaded(p *policy.Policy) {
-	d.metrics.LastReloadOK.Set(1)
-	d.metrics.LastReloadTime.Set(float64(time.Now().Unix()))
-	d.metrics.BlocklistRules.Reset()
-	for name, n := range p.Set.Rules {
-		d.metrics.BlocklistRules.WithLabelValues(name).Set(float64(n))
-	}
+	return nil
 }
 
 // ready is /readyz: listening, a policy loaded, and an upstream up.

@@ -380,7 +380,13 @@ type Error struct {
 	Line int
 	Key  string
 	Msg  string
+	// Err is the cause, when there is one (an open error of a file the
+	// key names); Msg already says it.
+	Err error
 }
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Err }
 
 func (e *Error) Error() string {
 	loc := e.File
