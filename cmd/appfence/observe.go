@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/appfence/appfence/querylog"
+	"github.com/appfence/appfence/resolver/upstream"
 )
 
 // setQueryLog starts writing the query log to path ("" is off) when it
@@ -40,14 +41,10 @@ func (d *daemon) reopenQueryLog() {
 	d.log.Info("query log reopened", "path", d.querylog.Path())
 }
 
-// upstreamHealth is an upstream router that knows whether a server of its
-// default pool is up (upstream.Router.Up, from the health checks).
-type upstreamHealth interface{ Up() bool }
-
 // upstreamReady fails when every server of the default upstream pool is
-// down. A router without health tracking counts as up.
-func upstreamReady(router any) error {
-	if h, ok := router.(upstreamHealth); ok && !h.Up() {
+// marked down by the health checks.
+func upstreamReady(r *upstream.Router) error {
+	if !r.Up() {
 		return errors.New("every upstream server of the default pool is down")
 	}
 	return nil

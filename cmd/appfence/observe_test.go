@@ -449,25 +449,52 @@ func checkExpression(t *testing.T, fams promtest.Families, file, expr string) {
 	}
 }
 
-// health is an upstream router with health tracking (upstream.Router.Up).
-type health bool
-
-func (h health) Up() bool { return bool(h) }
-
-func TestUpstreamReady(t *testing.T) {
-	tests := []struct {
-		name   string
-		router any
-		ok     bool
-	}{
-		{"router without health tracking", struct{}{}, true},
-		{"an upstream up", health(true), true},
-		{"every upstream down", health(false), false},
+// TestReadyzFollowsUpstreamHealth runs the binary with an upstream that
+// stops answering: /readyz turns 503 once the health checks mark it down,
+// and 200 again when its prober finds it answering.
+func TestReadyzFollowsUpstreamHealth(t *testing.T) {
+	bin := buildBinary(t)
+	up := dnstest.NewUpstream(t, "www.example.test. 300 IN A 192.0.2.20")
+	port, mport := freePort(t), freePort(t)
+	cfg := filepath.Join(t.TempDir(), "appfence.toml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`
+[server]
+listen = ["127.0.0.1:%d"]
+[upstream]
+servers = ["%s"]
+timeout = "200ms"
+[cache]
+size = 0
+[metrics]
+listen = "127.0.0.1:%d"
+`, port, up.Addr, mport)), 0o644)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	startServe(t, bin, cfg, addr)
+	readyz := fmt.Sprintf("http://127.0.0.1:%d/readyz", mport)
+	if code, _ := httpGet(t, readyz); code != 200 {
+		t.Fatalf("/readyz with a healthy upstream: %d", code)
 	}
-	for _, tt := range tests {
-		if err := upstreamReady(tt.router); (err == nil) != tt.ok {
-			t.Errorf("%s: %v", tt.name, err)
+	up.SetSilent(true)
+	for i := 0; i < 4; i++ {
+		resp, err := dnstest.Client{}.Exchange(context.Background(), "udp", addr, dnstest.NewQuery(fmt.Sprintf("q%d.example.test.", i), dns.TypeA, false, false))
+		if err != nil || resp.Rcode != dns.RcodeServerFailure {
+			t.Fatalf("query %d to a silent upstream: %v %v, want SERVFAIL", i, resp, err)
 		}
+	}
+	if code, body := httpGet(t, readyz); code != 503 || !strings.Contains(body, "down") {
+		t.Errorf("/readyz with every upstream down: %d %q, want 503", code, body)
+	}
+	up.SetSilent(false)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, _ := httpGet(t, readyz)
+		if code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz still %d after the upstream recovered", code)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
