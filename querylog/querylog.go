@@ -268,6 +268,13 @@ func (l *Logger) run() {
 		enc.Encode(&ln) // errors surface at Flush
 		pending++
 	}
+	drain := func() {
+		for len(l.entries) > 0 {
+			e := <-l.entries
+			write(&e)
+		}
+		l.flush(&pending)
+	}
 	for {
 		select {
 		case e := <-l.entries:
@@ -276,14 +283,12 @@ func (l *Logger) run() {
 				l.flush(&pending)
 			}
 		case reply := <-l.reopen:
-			l.flush(&pending)
+			// Entries queued before Reopen was called belong to the old
+			// file: select picks among ready cases at random.
+			drain()
 			reply <- l.reopenFile()
 		case <-l.quit:
-			for len(l.entries) > 0 {
-				e := <-l.entries
-				write(&e)
-			}
-			l.flush(&pending)
+			drain()
 			return
 		}
 	}
