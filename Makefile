@@ -1,7 +1,7 @@
 # AppFence — build, run and test.
 #
 #   make run     build and serve on the built-in default config (127.0.0.1:5353)
-#   make test    install missing test tools (dig, promtool), lint, and run every test with -race
+#   make test    install missing test tools (dig, promtool, nft), lint, and run every test with -race
 #
 # Heavy runs, kept out of CI: make bench, make fuzz, make soak.
 
@@ -25,7 +25,7 @@ test: test-deps lint
 	$(GO) test -race -count=1 -timeout 8m ./...
 
 # Tools the tests use: dig for the end-to-end tests, promtool for the alert
-# rules and the dashboard (deploy/). Installed with apt-get
+# rules and the dashboard, nft for the firewall example (deploy/). Installed with apt-get
 # when missing and possible; otherwise the command to run is printed.
 test-deps:
 	@./scripts/test-deps.sh

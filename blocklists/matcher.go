@@ -18,6 +18,9 @@ const (
 	KindExact        // only that name
 	KindPattern      // '*' within labels; also the names under a match
 	KindAllow        // an exception: the name and every name under it resolve
+	// KindIPRange is an ip_ranges entry. The Matcher never returns it: it is
+	// the kind of a rule found through an address in an upstream answer.
+	KindIPRange
 )
 
 func (k Kind) String() string {
@@ -30,6 +33,8 @@ func (k Kind) String() string {
 		return "pattern"
 	case KindAllow:
 		return "allow"
+	case KindIPRange:
+		return "ip_range"
 	}
 	return "none"
 }

@@ -125,10 +125,11 @@ func (s *QuerySeries) deleteStale(prev *QuerySeries) {
 }
 
 // referencedApps returns the apps the config names in a block, monitor or
-// allow list, each once, in the order of the app set. Only they can have an
-// action other than resolved.
+// allow list, each once, in the order of the app set, and the canary app
+// while any app is blocked (canary answers are counted under it). Only
+// they can have an action other than resolved.
 func referencedApps(p *policy.Policy) []string {
-	named := map[string]bool{}
+	named := map[string]bool{policy.CanaryApp: p.AnyBlocked()}
 	add := func(refs []config.AppRef) {
 		for _, r := range refs {
 			named[r.Name] = true

@@ -34,16 +34,23 @@ type Entry struct {
 	Group  string
 	// Name is the query name as received (presentation format); the line
 	// has it in canonical form.
-	Name     string
-	Type     uint16
-	Action   string
-	App      string
-	Rule     string
+	Name   string
+	Type   uint16
+	Action string
+	App    string
+	Rule   string
+	// Via is where the rule was found when not through the query name:
+	// "canary", or in the upstream's answer "cname", "dname", "svcb" or
+	// "ip"; Found is the name or address in the answer that matched.
+	Via      string
+	Found    string
 	Rcode    int
 	Duration time.Duration
 }
 
-// line is the JSON form of an Entry, in the order of SPEC.md.
+// line is the JSON form of an Entry, in the order of SPEC.md; via and found
+// (AppFence's addition) only when the rule was not found through the query
+// name.
 type line struct {
 	Time       string  `json:"time"`
 	Client     string  `json:"client"`
@@ -53,6 +60,8 @@ type line struct {
 	Action     string  `json:"action"`
 	App        string  `json:"app"`
 	Rule       string  `json:"rule"`
+	Via        string  `json:"via,omitempty"`
+	Found      string  `json:"found,omitempty"`
 	Rcode      string  `json:"rcode"`
 	DurationMS float64 `json:"duration_ms"`
 }
@@ -82,6 +91,8 @@ func (e *Entry) line() line {
 		Action:     e.Action,
 		App:        e.App,
 		Rule:       e.Rule,
+		Via:        e.Via,
+		Found:      e.Found,
 		Rcode:      rcode,
 		DurationMS: math.Round(float64(e.Duration)/1e3) / 1e3, // microsecond precision
 	}
@@ -257,6 +268,13 @@ func (l *Logger) run() {
 		enc.Encode(&ln) // errors surface at Flush
 		pending++
 	}
+	drain := func() {
+		for len(l.entries) > 0 {
+			e := <-l.entries
+			write(&e)
+		}
+		l.flush(&pending)
+	}
 	for {
 		select {
 		case e := <-l.entries:
@@ -265,14 +283,12 @@ func (l *Logger) run() {
 				l.flush(&pending)
 			}
 		case reply := <-l.reopen:
-			l.flush(&pending)
+			// Entries queued before Reopen was called belong to the old
+			// file: select picks among ready cases at random.
+			drain()
 			reply <- l.reopenFile()
 		case <-l.quit:
-			for len(l.entries) > 0 {
-				e := <-l.entries
-				write(&e)
-			}
-			l.flush(&pending)
+			drain()
 			return
 		}
 	}

@@ -31,14 +31,19 @@ var (
 // blockAnswer builds the block response for req according to the
 // blocking.response mode: the question echoed, RA set, AA clear, an SOA in
 // the authority section with the block TTL, and EDE 15 naming the app for
-// EDNS clients (added by finish).
+// EDNS clients (added by finish). A canary is always answered NXDOMAIN,
+// which is what the devices that ask for it look for.
 func blockAnswer(p *policy.Policy, req *dns.Msg, name string, d *policy.Decision) *dns.Msg {
 	b := p.Config.Blocking
 	resp := new(dns.Msg)
 	resp.SetReply(req)
 	q := req.Question[0]
 	ttl := uint32(b.TTL.Seconds())
-	switch b.Response {
+	response := b.Response
+	if d.Via == policy.ViaCanary {
+		response = config.ResponseNXDomain
+	}
+	switch response {
 	case config.ResponseNXDomain:
 		resp.Rcode = dns.RcodeNameError
 	case config.ResponseRefused:
@@ -46,7 +51,7 @@ func blockAnswer(p *policy.Policy, req *dns.Msg, name string, d *policy.Decision
 	case config.ResponseNull, config.ResponseSinkhole:
 		hdr := dns.RR_Header{Name: q.Name, Class: q.Qclass, Rrtype: q.Qtype, Ttl: ttl}
 		v4, v6 := b.SinkholeIPv4, b.SinkholeIPv6
-		if b.Response == config.ResponseNull {
+		if response == config.ResponseNull {
 			v4, v6 = nullIPv4, nullIPv6
 		}
 		switch {
@@ -61,12 +66,14 @@ func blockAnswer(p *policy.Policy, req *dns.Msg, name string, d *policy.Decision
 }
 
 // blockSOA returns the SOA of a block answer. Its owner is the blocked
-// domain (the rule's name, or the query name for exact and pattern rules),
-// its serial the policy's load time, and its TTL and MINIMUM the block TTL,
-// so that resolvers behind AppFence cache the answer for that long (RFC 2308).
+// domain (the rule's name, or the query name for exact and pattern rules,
+// and for rules found in the upstream's answer, whose names are not above
+// the query name), its serial the policy's load time, and its TTL and
+// MINIMUM the block TTL, so that resolvers behind AppFence cache the answer
+// for that long (RFC 2308).
 func blockSOA(p *policy.Policy, name string, d *policy.Decision, ttl uint32) *dns.SOA {
 	zone := name
-	if d.Match.Kind == blocklists.KindDomain {
+	if d.Match.Kind == blocklists.KindDomain && d.Via == policy.ViaName {
 		zone = d.Match.Rule
 	}
 	return &dns.SOA{
@@ -81,9 +88,28 @@ func blockSOA(p *policy.Policy, name string, d *policy.Decision, ttl uint32) *dn
 	}
 }
 
-// blockText is the EDE extra text of a block answer.
+// blockText is the EDE extra text of a block answer: the app and group,
+// and for a rule not found through the query name where it was found
+// ("via=cname:tiktokv.com.edgekey.net", "via=ip:192.0.2.1", "via=canary").
 func blockText(d *policy.Decision) string {
-	return "blocked: app=" + d.App() + " group=" + d.Group.Name
+	s := "blocked: app=" + d.App() + " group=" + d.Group.Name
+	switch {
+	case d.Via.Answer():
+		s += " via=" + d.Via.String() + ":" + d.Found
+	case d.Via != policy.ViaName:
+		s += " via=" + d.Via.String()
+	}
+	return s
+}
+
+// blockEDE returns the extended DNS error of the answer to a query decided
+// d: EDE 15 "Blocked" for a blocked query when blocking.extended_errors is
+// on, nil otherwise.
+func blockEDE(p *policy.Policy, d *policy.Decision) *dns.EDNS0_EDE {
+	if d.Action != policy.ActionBlock || !p.Config.Blocking.ExtendedErrors {
+		return nil
+	}
+	return &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeBlocked, ExtraText: blockText(d)}
 }
 
 // fqdn turns a canonical name back into a fully qualified one.

@@ -3,6 +3,7 @@ package resolver
 import (
 	"fmt"
 	"net"
+	"slices"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -40,14 +41,14 @@ func newRecorder() *recorder {
 }
 
 // serve runs one query through h and returns the reply.
-func serve(b *testing.B, h *Handler, w *recorder, req *dns.Msg) *dns.Msg {
+func serve(b testing.TB, h *Handler, w *recorder, req *dns.Msg) *dns.Msg {
 	b.Helper()
 	h.ServeDNS(w, req)
 	return unpackReply(b, w)
 }
 
 // unpackReply parses the last reply w recorded.
-func unpackReply(b *testing.B, w *recorder) *dns.Msg {
+func unpackReply(b testing.TB, w *recorder) *dns.Msg {
 	b.Helper()
 	m := new(dns.Msg)
 	if err := m.Unpack(w.reply); err != nil {
@@ -60,25 +61,32 @@ func unpackReply(b *testing.B, w *recorder) *dns.Msg {
 // (ACL, decision, cache, reply, metrics) with the reply written to a
 // recorder:
 //
-//   - hit: answered from the cache (A, EDNS client, as dig asks).
+//   - hit: answered from the cache (A, EDNS client, as dig asks); the
+//     answer is inspected once, when stored, and has no findings.
 //   - hit-noedns: the same without EDNS (as glibc's stub asks).
+//   - hit-cname-exempted: a cached answer whose CNAME is a TikTok name,
+//     for the exempted group: its findings are checked and it is served.
+//   - hit-cname-blocked: the same answer for the default group: replaced
+//     by the block answer.
 //   - blocked: the block answer, built without the cache or upstream; the
 //     reference for a hit.
 //   - miss: a new name each time, answered by a loopback upstream and
 //     stored.
 //   - nocache: the same with the cache off; the reference for a miss.
 func BenchmarkServeDNS(b *testing.B) {
-	records := upstreamRecords
+	records := append(slices.Clone(upstreamRecords),
+		"video.example.test. 300 IN CNAME tiktokv.com.edgekey.net.",
+		"tiktokv.com.edgekey.net. 300 IN A 192.0.2.40")
 	cfgFor := func(up *dnstest.Upstream, extra string) string {
 		return fmt.Sprintf(testConfig, up.Addr, "") + extra
 	}
-	hit := func(edns bool) func(b *testing.B) {
+	hit := func(name, client string, edns bool, answers int) func(b *testing.B) {
 		return func(b *testing.B) {
 			up := dnstest.NewUpstream(b, records...)
 			e := startEnvWith(b, up, cfgFor(up, ""))
-			w := newRecorder()
-			req := dnstest.NewQuery("www.example.test.", dns.TypeA, edns, false)
-			if m := serve(b, e.handler, w, req); len(m.Answer) != 1 {
+			w := &recorder{remote: &net.UDPAddr{IP: net.ParseIP(client), Port: 40000}}
+			req := dnstest.NewQuery(name, dns.TypeA, edns, false)
+			if m := serve(b, e.handler, w, req); len(m.Answer) != answers {
 				b.Fatalf("warm-up reply %v", m)
 			}
 			b.ReportAllocs()
@@ -90,13 +98,15 @@ func BenchmarkServeDNS(b *testing.B) {
 			if up.Total() != 1 {
 				b.Fatalf("upstream got %d queries, want 1", up.Total())
 			}
-			if m := unpackReply(b, w); m.Id != req.Id || len(m.Answer) != 1 || (m.IsEdns0() != nil) != edns {
+			if m := unpackReply(b, w); m.Id != req.Id || len(m.Answer) != answers || (m.IsEdns0() != nil) != edns {
 				b.Fatalf("hit reply %v", m)
 			}
 		}
 	}
-	b.Run("hit", hit(true))
-	b.Run("hit-noedns", hit(false))
+	b.Run("hit", hit("www.example.test.", "127.0.0.1", true, 1))
+	b.Run("hit-noedns", hit("www.example.test.", "127.0.0.1", false, 1))
+	b.Run("hit-cname-exempted", hit("video.example.test.", "127.0.0.2", true, 2))
+	b.Run("hit-cname-blocked", hit("video.example.test.", "127.0.0.1", true, 0))
 	b.Run("blocked", func(b *testing.B) {
 		up := dnstest.NewUpstream(b, records...)
 		e := startEnvWith(b, up, cfgFor(up, ""))

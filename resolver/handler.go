@@ -26,18 +26,23 @@ type State struct {
 	Upstream *upstream.Router
 
 	obs *observer // set by Handler.install
+	// generation numbers the states a handler installs, from 1: the
+	// findings kept with a cache entry are those of one generation.
+	generation uint64
 }
 
 // Handler answers DNS queries: it is the pipeline from the request to the
 // answer. Data flows one way: decision, then block answer or cache and
-// upstream, then the reply; metrics and logs observe the result.
+// upstream, then inspection of the answer, then the reply; metrics and logs
+// observe the result.
 type Handler struct {
-	state     atomic.Pointer[State]
-	installMu sync.Mutex // serializes Swap, so each install sees the state it replaces
-	cache     *cache.Cache
-	metrics   *metrics.Metrics
-	querylog  atomic.Pointer[querylog.Logger]
-	log       *slog.Logger
+	state       atomic.Pointer[State]
+	installMu   sync.Mutex // serializes Swap, so each install sees the state it replaces
+	generations uint64     // states installed; guarded by installMu
+	cache       *cache.Cache
+	metrics     *metrics.Metrics
+	querylog    atomic.Pointer[querylog.Logger]
+	log         *slog.Logger
 	// buffers hold the replies built from cache entries (*[]byte).
 	buffers sync.Pool
 }
@@ -80,13 +85,9 @@ func (h *Handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	resp, name, d := h.answer(st, req, client)
 	var rcode int
 	if resp == nil {
-		rcode = h.resolve(st, w, req, name, udp)
+		rcode = h.resolve(st, w, req, name, udp, &d)
 	} else {
-		var ede *dns.EDNS0_EDE
-		if d.Action == policy.ActionBlock && st.Policy.Config.Blocking.ExtendedErrors {
-			ede = &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeBlocked, ExtraText: blockText(&d)}
-		}
-		rcode = h.write(w, req, resp, udp, ede)
+		rcode = h.write(w, req, resp, udp, blockEDE(st.Policy, &d))
 	}
 	h.observe(st, &d, client, req, rcode, start)
 }
@@ -116,11 +117,18 @@ func (h *Handler) answer(st *State, req *dns.Msg, client netip.Addr) (*dns.Msg, 
 // resolve answers a query the policy lets through, from the cache or the
 // upstream, and returns the rcode sent. A fresh entry is served from its
 // bytes; a miss waits for the (shared) upstream query and is served from the
-// entry it stored, through finish like any other reply.
-func (h *Handler) resolve(st *State, w dns.ResponseWriter, req *dns.Msg, name string, udp bool) int {
+// entry it stored, through finish like any other reply. Every answer is
+// inspected first (inspect.go): when it points at an app blocked for the
+// client's group, d becomes that block and the client gets the block
+// answer; the cache keeps the upstream's answer.
+func (h *Handler) resolve(st *State, w dns.ResponseWriter, req *dns.Msg, name string, udp bool, d *policy.Decision) int {
 	c := h.cache
 	if !c.Enabled() {
-		return h.write(w, req, h.forward(st, req, name), udp, nil)
+		resp := h.forward(st, req, name)
+		if inspectMsg(st, resp, d) {
+			return h.writeBlock(st, w, req, name, udp, d)
+		}
+		return h.write(w, req, resp, udp, nil)
 	}
 	key := cache.KeyOf(req, name)
 	now := c.Now()
@@ -129,17 +137,33 @@ func (h *Handler) resolve(st *State, w dns.ResponseWriter, req *dns.Msg, name st
 		if c.Hit(e, now) {
 			c.Refresh(key, h.fetch(st, req, name))
 		}
+		if inspectEntry(st, e, nil, now, d) {
+			return h.writeBlock(st, w, req, name, udp, d)
+		}
 		return h.writeEntry(w, req, e, now, udp)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), upstreamBudget)
 	defer cancel()
 	a := c.Resolve(ctx, key, e, h.fetch(st, req, name))
+	now = c.Now()
 	switch {
 	case a.Stale:
-		return h.writeEntry(w, req, a.Entry, c.Now(), udp)
+		if inspectEntry(st, a.Entry, nil, now, d) {
+			return h.writeBlock(st, w, req, name, udp, d)
+		}
+		return h.writeEntry(w, req, a.Entry, now, udp)
 	case a.Entry != nil:
-		return h.writeEntryMsg(w, req, a.Entry, c.Now(), udp)
+		// Unpacked once, for the inspection and the reply (nil when it
+		// fails: writeEntryMsg reports it).
+		resp, _ := a.Entry.Msg(now)
+		if resp != nil && inspectEntry(st, a.Entry, resp, now, d) {
+			return h.writeBlock(st, w, req, name, udp, d)
+		}
+		return h.writeEntryMsg(w, req, a.Entry, resp, now, udp)
 	case a.Msg != nil:
+		if inspectMsg(st, a.Msg, d) {
+			return h.writeBlock(st, w, req, name, udp, d)
+		}
 		return h.write(w, req, a.Msg.Copy(), udp, nil)
 	}
 	h.log.Debug("upstream failed", "name", name, "err", a.Err)
@@ -170,6 +194,12 @@ func (h *Handler) forward(st *State, req *dns.Msg, name string) *dns.Msg {
 // upstreamBudget bounds the whole upstream resolution of one query; each
 // attempt is bounded by upstream.timeout.
 const upstreamBudget = 30 * time.Second
+
+// writeBlock sends the block answer of a query decided d (blocked) and
+// returns its rcode.
+func (h *Handler) writeBlock(st *State, w dns.ResponseWriter, req *dns.Msg, name string, udp bool, d *policy.Decision) int {
+	return h.write(w, req, blockAnswer(st.Policy, req, name, d), udp, blockEDE(st.Policy, d))
+}
 
 // write finishes resp for the client, sends it and returns its rcode.
 func (h *Handler) write(w dns.ResponseWriter, req, resp *dns.Msg, udp bool, ede *dns.EDNS0_EDE) int {
@@ -204,7 +234,7 @@ func (h *Handler) writeEntry(w dns.ResponseWriter, req *dns.Msg, e *cache.Entry,
 	b, ok := e.AppendReply((*bp)[:0], &r, now)
 	*bp = b[:0]
 	if !ok {
-		return h.writeEntryMsg(w, req, e, now, udp)
+		return h.writeEntryMsg(w, req, e, nil, now, udp)
 	}
 	if _, err := w.Write(b); err != nil {
 		h.log.Debug("write reply", "client", w.RemoteAddr().String(), "err", err)
@@ -214,12 +244,15 @@ func (h *Handler) writeEntry(w dns.ResponseWriter, req *dns.Msg, e *cache.Entry,
 
 // writeEntryMsg sends the reply from a cache entry built as a message and
 // finished like any other reply: after a miss, and when the reply must be
-// truncated. A stale answer carries EDE 3 "Stale Answer".
-func (h *Handler) writeEntryMsg(w dns.ResponseWriter, req *dns.Msg, e *cache.Entry, now time.Time, udp bool) int {
-	resp, err := e.Msg(now)
-	if err != nil {
-		h.log.Error("cached answer", "name", req.Question[0].Name, "err", err)
-		return h.write(w, req, errorReply(req, dns.RcodeServerFailure), udp, nil)
+// truncated. resp is the entry unpacked at now, or nil to unpack it here. A
+// stale answer carries EDE 3 "Stale Answer".
+func (h *Handler) writeEntryMsg(w dns.ResponseWriter, req *dns.Msg, e *cache.Entry, resp *dns.Msg, now time.Time, udp bool) int {
+	if resp == nil {
+		var err error
+		if resp, err = e.Msg(now); err != nil {
+			h.log.Error("cached answer", "name", req.Question[0].Name, "err", err)
+			return h.write(w, req, errorReply(req, dns.RcodeServerFailure), udp, nil)
+		}
 	}
 	var ede *dns.EDNS0_EDE
 	if e.Expired(now) {

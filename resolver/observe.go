@@ -20,10 +20,13 @@ type observer struct {
 	anonymize bool // log.anonymize_clients
 }
 
-// install completes st with its observer before it serves queries. The
-// series of groups and apps that the previous policy had and st's has not
-// are deleted. Swap holds installMu around it and the store.
+// install completes st with its generation and its observer before it
+// serves queries. The series of groups and apps that the previous policy
+// had and st's has not are deleted. Swap holds installMu around it and the
+// store.
 func (h *Handler) install(st *State) {
+	h.generations++
+	st.generation = h.generations
 	o := &observer{}
 	if st.Policy != nil {
 		l := st.Policy.Config.Log
@@ -70,6 +73,7 @@ func (h *Handler) observe(st *State, d *policy.Decision, client netip.Addr, req 
 	if d.Match.App != nil {
 		e.App, e.Rule = d.Match.App.Name, d.Match.Rule
 	}
+	e.Via, e.Found = d.Via.String(), d.Found
 	ql.Log(e)
 }
 

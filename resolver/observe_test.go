@@ -172,6 +172,9 @@ func TestMetricsPerGroup(t *testing.T) {
 		"default/lark/blocked": 0, "default/lark/exempted": 0, "default/lark/monitored": 1,
 		"investigators/tiktok/blocked": 0, "investigators/tiktok/exempted": 2, "investigators/tiktok/monitored": 0,
 		"investigators/lark/blocked": 0, "investigators/lark/exempted": 0, "investigators/lark/monitored": 1,
+		// the canary app's series exist while an app is blocked
+		"default/encrypted-dns/blocked": 0, "default/encrypted-dns/exempted": 0, "default/encrypted-dns/monitored": 0,
+		"investigators/encrypted-dns/blocked": 0, "investigators/encrypted-dns/exempted": 0, "investigators/encrypted-dns/monitored": 0,
 	})
 	check("appfence_responses_total", fams.Values("appfence_responses_total", "group", "rcode"), map[string]float64{
 		"default/NOERROR": 3, "default/NXDOMAIN": 4, "default/SERVFAIL": 0, "default/REFUSED": 1, "default/NOTIMP": 1,
@@ -202,8 +205,31 @@ type logLine struct {
 	Action     string  `json:"action"`
 	App        string  `json:"app"`
 	Rule       string  `json:"rule"`
+	Via        string  `json:"via,omitempty"`
+	Found      string  `json:"found,omitempty"`
 	Rcode      string  `json:"rcode"`
 	DurationMS float64 `json:"duration_ms"`
+}
+
+// readQueryLog returns the lines of a query log file, each parsed as JSON
+// with no field unknown to logLine.
+func readQueryLog(t *testing.T, path string) []logLine {
+	t.Helper()
+	text, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []logLine
+	for _, line := range strings.Split(strings.TrimSuffix(string(text), "\n"), "\n") {
+		var l logLine
+		dec := json.NewDecoder(strings.NewReader(line))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&l); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		out = append(out, l)
+	}
+	return out
 }
 
 // TestQueryLog checks what the observe step writes to the query log for
@@ -248,19 +274,8 @@ func TestQueryLog(t *testing.T) {
 				t.Fatal(err)
 			}
 			end := time.Now()
-			text, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-
 			var got []logLine
-			for _, text := range strings.Split(strings.TrimSuffix(string(text), "\n"), "\n") {
-				var l logLine
-				dec := json.NewDecoder(strings.NewReader(text))
-				dec.DisallowUnknownFields()
-				if err := dec.Decode(&l); err != nil {
-					t.Fatalf("line %q: %v", text, err)
-				}
+			for _, l := range readQueryLog(t, path) {
 				ts, err := time.Parse(time.RFC3339Nano, l.Time)
 				if err != nil || !strings.HasSuffix(l.Time, "Z") || len(l.Time) != len("2026-11-22T14:37:37.123Z") {
 					t.Errorf("time %q: want UTC with milliseconds (%v)", l.Time, err)
@@ -313,7 +328,7 @@ func TestSwapReplacesSeries(t *testing.T) {
 		t.Errorf("queries by group after the swap: %v, want %v", groups, want)
 	}
 	apps := fams.Values("appfence_app_queries_total", "group", "app", "action")
-	if apps["default/tiktok/blocked"] != 1 || apps["press/lark/monitored"] != 0 || len(apps) != 12 {
-		t.Errorf("app series after the swap: %v, want default and press × tiktok and lark × 3 actions", apps)
+	if apps["default/tiktok/blocked"] != 1 || apps["press/lark/monitored"] != 0 || len(apps) != 18 {
+		t.Errorf("app series after the swap: %v, want default and press × tiktok, lark and encrypted-dns × 3 actions", apps)
 	}
 }

@@ -74,8 +74,9 @@ func startEnvWith(t testing.TB, up *dnstest.Upstream, cfgText string) *env {
 	return startEnvClock(t, up, cfgText, time.Now)
 }
 
-// startEnvClock is startEnvWith with the cache reading the time from now.
-func startEnvClock(t testing.TB, up *dnstest.Upstream, cfgText string, now func() time.Time) *env {
+// loadPolicy parses cfgText as a config file and builds its policy, with
+// the app files it names.
+func loadPolicy(t testing.TB, cfgText string) *policy.Policy {
 	t.Helper()
 	cfg, err := config.Parse("test.toml", []byte(cfgText), t.TempDir())
 	if err != nil {
@@ -89,6 +90,14 @@ func startEnvClock(t testing.TB, up *dnstest.Upstream, cfgText string, now func(
 	if err != nil {
 		t.Fatal(err)
 	}
+	return p
+}
+
+// startEnvClock is startEnvWith with the cache reading the time from now.
+func startEnvClock(t testing.TB, up *dnstest.Upstream, cfgText string, now func() time.Time) *env {
+	t.Helper()
+	p := loadPolicy(t, cfgText)
+	cfg := p.Config
 	m := metrics.New("test")
 	router, err := upstream.NewRouter(cfg.Upstream, m)
 	if err != nil {

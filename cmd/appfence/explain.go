@@ -88,6 +88,9 @@ func rule(e policy.Explanation) string {
 	if e.Rule == "" {
 		return ""
 	}
+	if e.Via != "" {
+		return e.Rule + " (" + e.Kind + ", via " + e.Via + ")"
+	}
 	return e.Rule + " (" + e.Kind + ")"
 }
 

@@ -65,7 +65,9 @@ type Query struct {
 // NewUpstream starts an upstream; it stops when the test ends. Records are
 // given in zone-file syntax ("www.example.test. 300 IN A 192.0.2.1"); a
 // name with records of other types answers NODATA with an SOA, any other
-// name NXDOMAIN with an SOA.
+// name NXDOMAIN with an SOA. CNAME chains are followed, and DNAMEs
+// synthesize CNAMEs for the names under them, as a recursive resolver
+// answers.
 func NewUpstream(t testing.TB, records ...string) *Upstream {
 	t.Helper()
 	u := &Upstream{records: map[string][]dns.RR{}, nxdomain: map[string]bool{}}
@@ -252,24 +254,8 @@ func (u *Upstream) serve(netw string, w dns.ResponseWriter, req *dns.Msg) {
 		return
 	}
 	if len(req.Question) == 1 {
-		name := strings.ToLower(q.Name)
 		u.mu.Lock()
-		answer := u.records[name+"/"+strconv.Itoa(int(q.Type))]
-		exists := false
-		for key := range u.records {
-			if strings.HasPrefix(key, name+"/") {
-				exists = true
-				break
-			}
-		}
-		// follow one CNAME
-		if len(answer) == 0 {
-			if cn := u.records[name+"/"+strconv.Itoa(int(dns.TypeCNAME))]; len(cn) > 0 {
-				answer = append(answer, cn...)
-				target := strings.ToLower(cn[0].(*dns.CNAME).Target)
-				answer = append(answer, u.records[target+"/"+strconv.Itoa(int(q.Type))]...)
-			}
-		}
+		answer, exists := u.lookup(strings.ToLower(q.Name), q.Type)
 		u.mu.Unlock()
 		for _, rr := range answer {
 			rr = dns.Copy(rr)
@@ -293,6 +279,67 @@ func (u *Upstream) serve(netw string, w dns.ResponseWriter, req *dns.Msg) {
 		resp.Truncate(size)
 	}
 	w.WriteMsg(resp)
+}
+
+// maxChain bounds the CNAME and DNAME links an answer follows.
+const maxChain = 8
+
+// lookup returns the answer records for name and qtype, as a recursive
+// resolver would: the records of that type, or a chain of CNAMEs (and
+// DNAMEs of a name's ancestors, with the CNAME they synthesize, RFC 6672)
+// followed by the records of its last target, up to maxChain links. exists
+// reports whether name has records of any type, which matters only when
+// the answer is empty (NODATA rather than NXDOMAIN). u.mu must be held.
+func (u *Upstream) lookup(name string, qtype uint16) (answer []dns.RR, exists bool) {
+	for range maxChain {
+		has := false
+		for key := range u.records {
+			if strings.HasPrefix(key, name+"/") {
+				has = true
+				break
+			}
+		}
+		if len(answer) == 0 {
+			exists = has
+		}
+		if rrs := u.records[name+"/"+strconv.Itoa(int(qtype))]; len(rrs) > 0 {
+			return append(answer, rrs...), true
+		}
+		if cn := u.records[name+"/"+strconv.Itoa(int(dns.TypeCNAME))]; len(cn) > 0 && qtype != dns.TypeCNAME {
+			answer = append(answer, cn...)
+			name = strings.ToLower(cn[0].(*dns.CNAME).Target)
+			continue
+		}
+		if has {
+			return answer, true
+		}
+		dname, target := u.dname(name)
+		if dname == nil {
+			return answer, exists
+		}
+		answer = append(answer, dname, &dns.CNAME{
+			Hdr:    dns.RR_Header{Name: name, Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: dname.Hdr.Ttl},
+			Target: target,
+		})
+		name = strings.ToLower(target)
+	}
+	return answer, exists
+}
+
+// dname returns the DNAME of the closest ancestor of name that has one,
+// and the name it maps name to; nil when there is none. u.mu must be held.
+func (u *Upstream) dname(name string) (*dns.DNAME, string) {
+	for zone := name; ; {
+		i := strings.IndexByte(zone, '.')
+		if i < 0 || i == len(zone)-1 {
+			return nil, ""
+		}
+		zone = zone[i+1:]
+		if rrs := u.records[zone+"/"+strconv.Itoa(int(dns.TypeDNAME))]; len(rrs) > 0 {
+			d := rrs[0].(*dns.DNAME)
+			return d, name[:len(name)-len(zone)] + d.Target
+		}
+	}
 }
 
 // Clock is a clock that moves only when told: a cache's Now in tests, so

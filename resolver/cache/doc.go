@@ -28,8 +28,9 @@
 // entry nobody asks for sinks to the tail and is evicted first.
 //
 // An Entry is built once, when the answer is stored, from the unpacked
-// message. Facts about the answer that every hit needs (for example the apps
-// its CNAME targets and addresses belong to, for one policy generation)
-// belong in Entry, computed there, so that a hit reads them without
-// unpacking.
+// message. Facts about the answer that every hit needs belong in Entry, so
+// that a hit reads them without unpacking: the apps its CNAME targets and
+// addresses belong to (policy.Findings) are kept there for one policy
+// generation (Entry.Findings, Entry.SetFindings), computed by the resolver
+// once per entry and policy, and checked against each client's group.
 package cache

@@ -12,6 +12,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/appfence/appfence/config"
+	"github.com/appfence/appfence/resolver/policy"
 )
 
 // Key identifies a cached answer: the question, and the client's DNSSEC bits
@@ -69,9 +70,34 @@ type Entry struct {
 	refreshing atomic.Bool   // a prefetch of it was started
 	failedAt   atomic.Int64  // when a refresh last failed (Unix ns), for serve_stale
 
-	// Facts derived from the answer for every hit (such as the apps its
-	// CNAME targets and addresses belong to) go here, computed in newEntry
-	// from the unpacked message.
+	// findings are the apps the answer points at (its CNAME targets and
+	// addresses), for one policy generation: computed once from the
+	// unpacked answer, so that a hit only checks them against the client's
+	// group.
+	findings atomic.Pointer[findings]
+}
+
+// findings are an answer's policy.Findings under one policy generation.
+type findings struct {
+	generation uint64
+	list       []policy.Finding
+}
+
+// Findings returns the findings kept with e for policy generation gen, and
+// false when none were kept for it (the entry is new, or the policy was
+// replaced since). It does not allocate.
+func (e *Entry) Findings(gen uint64) ([]policy.Finding, bool) {
+	f := e.findings.Load()
+	if f == nil || f.generation != gen {
+		return nil, false
+	}
+	return f.list, true
+}
+
+// SetFindings keeps list, the findings of e's answer under policy
+// generation gen, with e, replacing those of any other generation.
+func (e *Entry) SetFindings(gen uint64, list []policy.Finding) {
+	e.findings.Store(&findings{generation: gen, list: list})
 }
 
 // ttlField is the position and stored value of one record's TTL.

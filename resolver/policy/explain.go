@@ -22,13 +22,22 @@ type Explanation struct {
 	Rule   string `json:"rule,omitempty"`
 	Kind   string `json:"kind,omitempty"`
 	Origin string `json:"origin,omitempty"`
+	// Via is where the rule was found: "canary" for a canary name, "ip"
+	// for an address (what an upstream answer holding it gets); empty for
+	// the query name.
+	Via string `json:"via,omitempty"`
 	// Answer says what the client gets.
 	Answer string `json:"answer"`
 }
 
 // Explain returns the decision for a query, without any network traffic.
-// name may be in any case, with or without the trailing dot.
+// name may be in any case, with or without the trailing dot. An IP address
+// instead of a name explains what an upstream answer holding that address
+// gets (answer inspection, blocking.inspect_cnames).
 func (p *Policy) Explain(client netip.Addr, name string, qtype uint16) Explanation {
+	if a, err := netip.ParseAddr(name); err == nil {
+		return p.explainAddr(client, a, qtype)
+	}
 	canon := dnsname.Canonical(dns.Fqdn(name))
 	d := p.Decide(client.Unmap(), canon)
 	e := Explanation{
@@ -46,28 +55,61 @@ func (p *Policy) Explain(client netip.Addr, name string, qtype uint16) Explanati
 		e.Kind = d.Match.Kind.String()
 		e.Origin = d.Match.Origin.String()
 	}
+	e.Via = d.Via.String()
 	switch d.Action {
 	case ActionRefuse:
 		e.Answer = "REFUSED: the client is outside server.allow_clients"
 	case ActionBlock:
-		e.Answer = p.describeBlock(qtype)
+		e.Answer = p.describeBlock(qtype, d.Via)
 	default:
 		e.Answer = "forwarded upstream"
 	}
 	return e
 }
 
-func (p *Policy) describeBlock(qtype uint16) string {
+// explainAddr explains what an upstream answer holding address a gets.
+func (p *Policy) explainAddr(client netip.Addr, a netip.Addr, qtype uint16) Explanation {
+	client = client.Unmap()
+	e := Explanation{Client: client.String(), Name: a.Unmap().String(), Type: dns.Type(qtype).String(), Via: ViaIP.String()}
+	d := p.Decide(client, "")
+	if d.Group != nil {
+		e.Group = d.Group.Name
+	}
+	if d.Action == ActionRefuse {
+		e.Action = d.Action.String()
+		e.Answer = "REFUSED: the client is outside server.allow_clients"
+		return e
+	}
+	m, ok := p.MatchAddr(a)
+	if ok {
+		e.App, e.Rule, e.Kind, e.Origin = m.App.Name, m.Rule, m.Kind.String(), m.Origin.String()
+		d.Action = d.Group.Action(m.App)
+	}
+	e.Action = d.Action.String()
+	switch {
+	case !p.Config.Blocking.InspectCNAMEs:
+		e.Answer = "answers are not inspected (blocking.inspect_cnames = false)"
+	case d.Action == ActionBlock:
+		e.Answer = "an answer with this address is replaced by the block answer: " + p.describeBlock(qtype, ViaIP)
+	default:
+		e.Answer = "an answer with this address is passed on"
+	}
+	return e
+}
+
+func (p *Policy) describeBlock(qtype uint16, via Via) string {
 	b := p.Config.Blocking
 	var s string
-	switch b.Response {
-	case config.ResponseNXDomain:
+	switch {
+	case via == ViaCanary:
+		s = "NXDOMAIN (a canary: always NXDOMAIN while an app is blocked)"
+	case b.Response == config.ResponseNXDomain:
 		s = "NXDOMAIN"
-	case config.ResponseNoData:
+	case b.Response == config.ResponseNoData:
 		s = "NOERROR, no records (NODATA)"
-	case config.ResponseRefused:
+	case b.Response == config.ResponseRefused:
 		s = "REFUSED"
-	case config.ResponseNull, config.ResponseSinkhole:
+	case b.Response == config.ResponseNull, b.Response == config.ResponseSinkhole:
 		v4, v6 := b.SinkholeIPv4, b.SinkholeIPv6
 		if b.Response == config.ResponseNull {
 			v4, v6 = netip.IPv4Unspecified(), netip.IPv6Unspecified()

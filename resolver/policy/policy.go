@@ -84,6 +84,12 @@ type Decision struct {
 	// Match is the best app rule for the name; Match.App is nil when no rule
 	// matched. An allow rule resolves the name (Action is ActionResolve).
 	Match blocklists.Match
+	// Via says where Match was found: the query name (ViaName), a canary
+	// name, or a record of the upstream's answer (see Inspect).
+	Via Via
+	// Found is what in the answer matched, for Via.Answer(): the canonical
+	// name (a CNAME, DNAME or SVCB target) or the address.
+	Found string
 }
 
 // App returns the name of the decision's app, or "".
@@ -111,6 +117,15 @@ type Policy struct {
 	allowed    *iptable.Table[struct{}]
 	groups     *iptable.Table[*Group]
 	anyBlocked bool
+	// ipRanges holds every app's ip_ranges, for answer inspection.
+	ipRanges *iptable.Table[ipRule]
+	// counted is, by app ID, whether the app has an action other than
+	// resolved for some group; only those are looked for in answers.
+	counted []bool
+	// inspects is blocking.inspect_cnames with some app counted.
+	inspects bool
+	// canaryApp is the app of the canary names, nil if not defined.
+	canaryApp *blocklists.App
 }
 
 // Build compiles a policy. Every app named in the config must be defined;
@@ -166,11 +181,21 @@ func Build(cfg *config.Config, set *blocklists.Set) (*Policy, error) {
 	}
 	p.actions(def, defCfg)
 	p.groups = iptable.New(members)
+	p.counted = make([]bool, len(set.Apps))
 	for _, g := range p.Groups {
 		if slices.Contains(g.actions, ActionBlock) {
 			p.anyBlocked = true
 		}
+		for id, a := range g.actions {
+			if a != ActionResolve {
+				p.counted[id] = true
+			}
+		}
 	}
+	p.inspects = cfg.Blocking.InspectCNAMEs && slices.Contains(p.counted, true)
+	p.ipRanges = ipRules(set)
+	p.canaryApp = set.App(CanaryApp)
+	p.Warnings = append(p.Warnings, p.upstreamWarnings()...)
 	return p, nil
 }
 
@@ -239,12 +264,22 @@ func (p *Policy) Group(name string) *Group {
 func (p *Policy) AnyBlocked() bool { return p.anyBlocked }
 
 // Decide returns the decision for a query from client for name, which must
-// be canonical (dnsname.Canonical). It does not allocate.
+// be canonical (dnsname.Canonical). While some app is blocked, a canary
+// name is blocked for every group (see canary). It does not allocate.
 func (p *Policy) Decide(client netip.Addr, name string) Decision {
 	if !p.allowed.Contains(client) {
 		return Decision{Action: ActionRefuse}
 	}
-	d := Decision{Group: p.GroupOf(client)}
+	return p.decide(p.GroupOf(client), name)
+}
+
+// decide returns the decision for a query for name from a client of group
+// g.
+func (p *Policy) decide(g *Group, name string) Decision {
+	d := Decision{Group: g}
+	if p.anyBlocked && p.canaryApp != nil && isCanary(name) {
+		return p.canary(d, name)
+	}
 	m, ok := p.Set.Matcher.Match(name)
 	if !ok {
 		return d
