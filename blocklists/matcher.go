@@ -142,16 +142,33 @@ func (m *Matcher) Len() int {
 // Match returns the best rule for name, which must be canonical (see
 // dnsname.Canonical). ok is false when no rule matches.
 func (m *Matcher) Match(name string) (match Match, ok bool) {
-	return m.match(name, true)
+	return m.match(name, true, nil)
+}
+
+// MatchIn is Match over the block rules of the apps marked in apps (by
+// App.ID) and every allow rule: the rules of other apps are passed over as
+// if they were not written, so that an app without an action can never
+// shadow a shorter rule of an app that has one. A nil apps marks every app.
+func (m *Matcher) MatchIn(name string, apps []bool) (match Match, ok bool) {
+	return m.match(name, true, apps)
 }
 
 // MatchBlock is Match without the allow rules: the block rule a name would
 // hit if no exception were written.
 func (m *Matcher) MatchBlock(name string) (match Match, ok bool) {
-	return m.match(name, false)
+	return m.match(name, false, nil)
 }
 
-func (m *Matcher) match(name string, withAllow bool) (match Match, ok bool) {
+// in reports whether rule idx belongs to an app marked in apps.
+func (m *Matcher) in(idx uint32, apps []bool) bool {
+	if apps == nil {
+		return true
+	}
+	app := m.rules[idx].app
+	return int(app) < len(apps) && apps[app]
+}
+
+func (m *Matcher) match(name string, withAllow bool, apps []bool) (match Match, ok bool) {
 	if name == "" {
 		return match, false
 	}
@@ -160,7 +177,7 @@ func (m *Matcher) match(name string, withAllow bool) (match Match, ok bool) {
 	pStart, pIdx := -1, uint32(0)
 	pText, pAllow := "", false
 	if len(m.patterns) > 0 {
-		pStart, pIdx, pText, pAllow = m.matchPatterns(name, withAllow)
+		pStart, pIdx, pText, pAllow = m.matchPatterns(name, withAllow, apps)
 	}
 	for i := 0; ; {
 		if pStart >= 0 && i > pStart {
@@ -173,9 +190,9 @@ func (m *Matcher) match(name string, withAllow bool) (match Match, ok bool) {
 				return m.result(e.allow, rn, KindAllow), true
 			case pStart == i && pAllow:
 				return m.result(pIdx, pText, KindAllow), true
-			case i == 0 && e.exact != 0:
+			case i == 0 && e.exact != 0 && m.in(e.exact, apps):
 				return m.result(e.exact, rn, KindExact), true
-			case e.domain != 0:
+			case e.domain != 0 && m.in(e.domain, apps):
 				return m.result(e.domain, rn, KindDomain), true
 			}
 		}
@@ -284,7 +301,7 @@ func (m *Matcher) result(idx uint32, text string, kind Kind) Match {
 
 // matchPatterns returns the start of the longest pattern match in name, or
 // -1. At equal length an allow pattern wins.
-func (m *Matcher) matchPatterns(name string, withAllow bool) (start int, idx uint32, text string, allow bool) {
+func (m *Matcher) matchPatterns(name string, withAllow bool, apps []bool) (start int, idx uint32, text string, allow bool) {
 	start = -1
 	for j := 0; j < len(name); {
 		k := strings.IndexByte(name[j:], '.')
@@ -293,7 +310,7 @@ func (m *Matcher) matchPatterns(name string, withAllow bool) (start int, idx uin
 		}
 		j += k + 1 // name[j:] is a candidate tail
 		for _, p := range m.patterns[name[j:]] {
-			if p.allow && !withAllow {
+			if p.allow && !withAllow || !p.allow && !m.in(p.rule, apps) {
 				continue
 			}
 			i, ok := matchHead(name[:j-1], p.head)

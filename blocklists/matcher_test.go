@@ -348,3 +348,39 @@ func TestPatternConflicts(t *testing.T) {
 		t.Errorf("conflicts = %+v", set.Conflicts)
 	}
 }
+
+func TestMatchInSkipsUnmarkedApps(t *testing.T) {
+	p := writeApps(t, `[[app]]
+name = "blocked"
+domains = ["video.test"]
+patterns = ["p*.img.test"]
+[[app]]
+name = "idle"
+domains = ["cdn.video.test"]
+exact = ["p1.img.test"]
+allow = ["ok.video.test"]
+`, nil)
+	set, err := Load(Options{Globs: []string{p}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := make([]bool, len(set.Apps))
+	in[set.App("blocked").ID] = true
+	tests := []struct{ name, app, rule string }{
+		{"x.cdn.video.test", "blocked", "video.test"}, // idle's longer rule is passed over
+		{"p1.img.test", "blocked", "p*.img.test"},
+		{"ok.video.test", "idle", "ok.video.test"}, // allow rules always count
+	}
+	for _, tt := range tests {
+		got, ok := set.Matcher.MatchIn(tt.name, in)
+		if !ok || got.App.Name != tt.app || got.Rule != tt.rule {
+			t.Errorf("MatchIn(%q) = %+v, want %s %s", tt.name, got, tt.app, tt.rule)
+		}
+	}
+	if got, _ := set.Matcher.Match("x.cdn.video.test"); got.App.Name != "idle" {
+		t.Errorf("Match(x.cdn.video.test) = %s, want the longest rule (idle)", got.App.Name)
+	}
+	if n := testing.AllocsPerRun(100, func() { set.Matcher.MatchIn("x.cdn.video.test", in) }); n != 0 {
+		t.Errorf("MatchIn allocates %v times", n)
+	}
+}

@@ -49,11 +49,17 @@ func (p *Policy) Explain(client netip.Addr, name string, qtype uint16) Explanati
 	if d.Group != nil {
 		e.Group = d.Group.Name
 	}
-	if d.Match.App != nil {
-		e.App = d.Match.App.Name
-		e.Rule = d.Match.Rule
-		e.Kind = d.Match.Kind.String()
-		e.Origin = d.Match.Origin.String()
+	m := d.Match
+	if m.App == nil && d.Action != ActionRefuse {
+		// No rule of an app with an action for this group: show the rule
+		// of an app the group leaves alone, if one matches.
+		m, _ = p.Set.Matcher.Match(canon)
+	}
+	if m.App != nil {
+		e.App = m.App.Name
+		e.Rule = m.Rule
+		e.Kind = m.Kind.String()
+		e.Origin = m.Origin.String()
 	}
 	e.Via = d.Via.String()
 	switch d.Action {

@@ -117,7 +117,7 @@ func (p *Policy) Findings(m *dns.Msg) []Finding {
 			return // SVCB: the owner itself (service mode) or no service (alias mode)
 		}
 		c := dnsname.Canonical(target)
-		if r, ok := p.Set.Matcher.Match(c); ok && r.Kind != blocklists.KindAllow {
+		if r, ok := p.Set.Matcher.MatchIn(c, p.counted); ok && r.Kind != blocklists.KindAllow {
 			add(r.App, via, c, netip.Addr{})
 		}
 	}

@@ -66,6 +66,9 @@ type Group struct {
 	Clients []netip.Prefix
 	// actions holds the action for each app, by blocklists.App.ID.
 	actions []Action
+	// active marks, by blocklists.App.ID, the apps with an action other
+	// than ActionResolve: only their block rules take part in matching.
+	active []bool
 }
 
 // Action returns the group's action for an app.
@@ -186,9 +189,11 @@ func Build(cfg *config.Config, set *blocklists.Set) (*Policy, error) {
 		if slices.Contains(g.actions, ActionBlock) {
 			p.anyBlocked = true
 		}
+		g.active = make([]bool, len(g.actions))
 		for id, a := range g.actions {
 			if a != ActionResolve {
 				p.counted[id] = true
+				g.active[id] = true
 			}
 		}
 	}
@@ -280,7 +285,7 @@ func (p *Policy) decide(g *Group, name string) Decision {
 	if p.anyBlocked && p.canaryApp != nil && isCanary(name) {
 		return p.canary(d, name)
 	}
-	m, ok := p.Set.Matcher.Match(name)
+	m, ok := p.Set.Matcher.MatchIn(name, g.active)
 	if !ok {
 		return d
 	}

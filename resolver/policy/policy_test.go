@@ -24,6 +24,10 @@ domains = ["chat.test"]
 [[app]]
 name = "games"
 domains = ["games.test"]
+
+[[app]]
+name = "shadow"
+domains = ["cdn.video.test"]
 `
 
 const cfgText = `
@@ -95,7 +99,7 @@ func TestDecide(t *testing.T) {
 		{"10.20.30.5", "www.video.test", "investigators", ActionExempt, "video"},
 		{"10.20.30.5", "www.tiktok.com", "investigators", ActionExempt, "tiktok"},
 		{"10.20.30.5", "chat.test", "investigators", ActionMonitor, "chat"},
-		{"10.20.30.5", "games.test", "investigators", ActionResolve, "games"}, // default's block is not theirs
+		{"10.20.30.5", "games.test", "investigators", ActionResolve, ""}, // default's block is not theirs, and games has no action for them
 		{"10.20.31.17", "www.tiktok.com", "investigators", ActionExempt, "tiktok"},
 		{"10.20.31.18", "www.tiktok.com", "default", ActionBlock, "tiktok"},
 		{"fd00:20:30::7", "www.tiktok.com", "investigators", ActionExempt, "tiktok"},
@@ -104,6 +108,10 @@ func TestDecide(t *testing.T) {
 		{"10.20.30.99", "www.tiktok.com", "one-phone", ActionBlock, "tiktok"},
 		{"10.20.30.99", "games.test", "one-phone", ActionBlock, "games"},
 		{"10.9.1.1", "chat.test", "kids", ActionExempt, "chat"},
+		// shadow has no action for these groups: its longer rule does not
+		// hide video's block rule (nor video's exemption)
+		{"10.1.2.3", "x.cdn.video.test", "default", ActionBlock, "video"},
+		{"10.20.30.5", "x.cdn.video.test", "investigators", ActionExempt, "video"},
 		{"192.0.2.1", "www.tiktok.com", "", ActionRefuse, ""},
 		{"fe80::1", "example.org", "", ActionRefuse, ""},
 	}
