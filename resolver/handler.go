@@ -2,6 +2,7 @@ package resolver
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -40,6 +41,9 @@ type Handler struct {
 	log       *slog.Logger
 	// buffers hold the replies built from cache entries (*[]byte).
 	buffers sync.Pool
+	// upstreamPlaces bounds the upstream queries in flight.
+	upstreamPlaces places
+	busyLogged     atomic.Int64 // UnixNano of the last busyLog
 }
 
 // NewHandler returns a handler serving st. The cache c outlives states: a
@@ -50,6 +54,7 @@ func NewHandler(st *State, c *cache.Cache, m *metrics.Metrics, log *slog.Logger)
 		log = slog.New(slog.DiscardHandler)
 	}
 	h := &Handler{cache: c, metrics: m, log: log}
+	h.upstreamPlaces.max.Store(maxUpstreamInFlight)
 	h.buffers.New = func() any {
 		b := make([]byte, 0, 2048)
 		return &b
@@ -91,24 +96,36 @@ func (h *Handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	h.observe(st, &d, client, req, rcode, start)
 }
 
+// refuse answers req with REFUSED without deciding it: a TCP query over
+// server.rate_limit. It is counted as refused.
+func (h *Handler) refuse(w dns.ResponseWriter, req *dns.Msg, client netip.Addr) {
+	start := time.Now()
+	st := h.state.Load()
+	rcode := h.write(w, req, errorReply(req, dns.RcodeRefused), false, nil)
+	d := policy.Decision{Action: policy.ActionRefuse, Group: st.Policy.GroupOf(client)}
+	h.observe(st, &d, client, req, rcode, start)
+}
+
 // answer decides. It returns the reply of a query answered here (refused,
-// malformed, blocked), or nil and the canonical name for a query to
-// resolve.
+// malformed, blocked, ANY, zone transfers), or nil and the canonical name
+// for a query to resolve.
 func (h *Handler) answer(st *State, req *dns.Msg, client netip.Addr) (*dns.Msg, string, policy.Decision) {
 	p := st.Policy
 	if !p.Allowed(client) {
 		return errorReply(req, dns.RcodeRefused), "", policy.Decision{Action: policy.ActionRefuse, Group: p.GroupOf(client)}
 	}
-	if req.Opcode != dns.OpcodeQuery {
-		return errorReply(req, dns.RcodeNotImplemented), "", policy.Decision{Group: p.GroupOf(client)}
-	}
-	if len(req.Question) != 1 {
-		return errorReply(req, dns.RcodeFormatError), "", policy.Decision{Group: p.GroupOf(client)}
+	if rcode := check(req); rcode != dns.RcodeSuccess {
+		return errorReply(req, rcode), "", policy.Decision{Group: p.GroupOf(client)}
 	}
 	name := dnsname.Canonical(req.Question[0].Name)
 	d := p.Decide(client, name)
-	if d.Action == policy.ActionBlock {
+	switch {
+	case d.Action == policy.ActionBlock:
 		return blockAnswer(p, req, name, &d), name, d
+	case req.Question[0].Qtype == dns.TypeANY:
+		return anyAnswer(req), name, d
+	case req.Question[0].Qtype == dns.TypeAXFR, req.Question[0].Qtype == dns.TypeIXFR:
+		return errorReply(req, dns.RcodeRefused), name, d // a forwarder transfers no zones
 	}
 	return nil, name, d
 }
@@ -146,10 +163,18 @@ func (h *Handler) resolve(st *State, w dns.ResponseWriter, req *dns.Msg, name st
 	return h.write(w, req, errorReply(req, dns.RcodeServerFailure), udp, nil)
 }
 
-// fetch returns how the cache asks the upstream for req.
+// fetch returns how the cache asks the upstream for req. It holds one of
+// the handler's upstream places while it does: without a free one it fails
+// at once (SERVFAIL, or a stale answer), so that queries do not pile up
+// behind a slow upstream.
 func (h *Handler) fetch(st *State, req *dns.Msg, name string) cache.Fetch {
 	q := upstreamQuery(req, name)
 	return func(ctx context.Context) (*dns.Msg, error) {
+		if !h.upstreamPlaces.take() {
+			h.busyLog()
+			return nil, errUpstreamBusy
+		}
+		defer h.upstreamPlaces.give()
 		ctx, cancel := context.WithTimeout(ctx, upstreamBudget)
 		defer cancel()
 		return st.Upstream.Exchange(ctx, q, name)
@@ -170,6 +195,45 @@ func (h *Handler) forward(st *State, req *dns.Msg, name string) *dns.Msg {
 // upstreamBudget bounds the whole upstream resolution of one query; each
 // attempt is bounded by upstream.timeout.
 const upstreamBudget = 30 * time.Second
+
+// maxUpstreamInFlight bounds the upstream queries in flight (cache misses,
+// prefetches; identical misses share one). A busy network needs a few
+// hundred (queries per second to upstream times the upstream's latency);
+// when the upstream stops answering, every miss waits upstream.timeout for
+// each server, and the queries beyond the bound get SERVFAIL at once
+// instead of waiting in line.
+const maxUpstreamInFlight = 1024
+
+var errUpstreamBusy = errors.New("too many upstream queries in flight")
+
+// places is a counting semaphore that never waits.
+type places struct {
+	n, max atomic.Int64
+}
+
+// take takes a place and reports whether there was one.
+func (p *places) take() bool {
+	if p.n.Add(1) > p.max.Load() {
+		p.n.Add(-1)
+		return false
+	}
+	return true
+}
+
+// give gives back a place taken.
+func (p *places) give() { p.n.Add(-1) }
+
+// busyLog logs that the upstream places are all taken, at most once a
+// minute.
+func (h *Handler) busyLog() {
+	now := time.Now().UnixNano()
+	last := h.busyLogged.Load()
+	if now-last < int64(time.Minute) || !h.busyLogged.CompareAndSwap(last, now) {
+		return
+	}
+	h.log.Warn("upstream queries in flight at the limit: answering SERVFAIL (or stale) to more",
+		"limit", h.upstreamPlaces.max.Load())
+}
 
 // write finishes resp for the client, sends it and returns its rcode.
 func (h *Handler) write(w dns.ResponseWriter, req, resp *dns.Msg, udp bool, ede *dns.EDNS0_EDE) int {
