@@ -1,7 +1,9 @@
 // Package deploy holds what operations install next to AppFence: the
-// Grafana dashboard (grafana/appfence.json) and the Prometheus alert rules
-// with their unit tests (prometheus/alerts.yml, alerts_test.yml). It has no
-// code; its tests check the files with promtool, and cmd/appfence's tests
+// Grafana dashboard (grafana/appfence.json), the Prometheus alert rules
+// with their unit tests (prometheus/alerts.yml, alerts_test.yml) and the
+// systemd unit (systemd/appfence.service). It has no code; its tests check
+// the files with promtool and systemd-analyze, and cmd/appfence's tests
 // check that every metric they use is exported by a running server.
-// docs/operations.md explains each panel and alert.
+// docs/operations.md explains each panel and alert, docs/security.md the
+// unit's sandbox.
 package deploy

@@ -1,12 +1,14 @@
 #!/bin/sh
 # Installs the tools the tests need when they are missing: dig
-# (bind9-dnsutils) and promtool (Debian's prometheus package), which checks
-# and unit-tests the alert rules and the dashboard's queries.
+# (bind9-dnsutils), promtool (Debian's prometheus package), which checks
+# and unit-tests the alert rules and the dashboard's queries, and
+# systemd-analyze (systemd), which checks the systemd unit offline.
 # Uses apt-get when it can (root, Debian/Ubuntu); otherwise says what to install.
 set -eu
 missing=""
 command -v dig >/dev/null 2>&1 || missing="$missing bind9-dnsutils"
 command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
+command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
 [ -z "$missing" ] && exit 0
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   echo "installing:$missing"
