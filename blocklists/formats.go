@@ -252,6 +252,9 @@ func adblockEntry(text []byte) (e Entry, skip, unsupported bool, err error) {
 		}
 		text = text[:i]
 	}
+	if len(text) == 0 { // "@@", "$important"
+		return e, false, false, fmt.Errorf("a rule without a name")
+	}
 	switch {
 	case bytes.HasPrefix(text, []byte("||")):
 		text = text[2:]
