@@ -16,6 +16,7 @@ import (
 type recorder struct {
 	remote net.Addr
 	reply  []byte
+	writes int
 }
 
 func (r *recorder) LocalAddr() net.Addr  { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 53} }
@@ -23,10 +24,12 @@ func (r *recorder) RemoteAddr() net.Addr { return r.remote }
 func (r *recorder) WriteMsg(m *dns.Msg) error {
 	b, err := m.Pack()
 	r.reply = b
+	r.writes++
 	return err
 }
 func (r *recorder) Write(b []byte) (int, error) {
 	r.reply = append(r.reply[:0], b...)
+	r.writes++
 	return len(b), nil
 }
 func (r *recorder) Close() error        { return nil }

@@ -19,6 +19,7 @@ var (
 	errShort      = errors.New("shorter than a DNS header")
 	errResponse   = errors.New("a response (QR set)")
 	errCompressed = errors.New("question name with a compression pointer")
+	errCutShort   = errors.New("question cut short")
 	errRateLimit  = errors.New("over server.rate_limit")
 	errBusy       = errors.New("too many UDP queries in flight")
 )
@@ -33,7 +34,9 @@ const headerLen = 12
 // question has nothing before it to point to (RFC 1035, 4.1.4: pointers
 // refer to a prior occurrence of a name), so no resolver sends one, and it
 // would let a reply (which writes the name out) be larger than the query.
-// With it dropped, the REFUSED answer to a client outside allow_clients,
+// So is a question cut short after its name or its type, which miekg/dns
+// parses (with type or class 0) but which a reply writes out whole. With
+// both dropped, the REFUSED answer to a client outside allow_clients,
 // which is the question and at most an OPT without options, is never
 // larger than the query: AppFence cannot be used to amplify a flood.
 func checkPacket(raw []byte) error {
@@ -50,6 +53,9 @@ func checkPacket(raw []byte) error {
 		c := raw[off]
 		switch {
 		case c == 0:
+			if len(raw) < off+1+4 { // type and class
+				return errCutShort
+			}
 			return nil
 		case c&0xC0 == 0xC0:
 			return errCompressed

@@ -271,6 +271,11 @@ func TestDropped(t *testing.T) {
 		{"compressed question", compressed},
 		{"forward pointer", forward},
 		{"cut short", cut},
+		// Found by FuzzServePacket: miekg/dns parses a question without its
+		// class or type, and the REFUSED reply, which writes it whole, was
+		// larger than the query.
+		{"question without type and class", append(append([]byte(nil), query[:12]...), 0)},
+		{"question without class", append(append([]byte(nil), query[:12]...), 0, 0, 1)},
 		{"reserved label type", badLabel},
 		{"garbage", garbage},
 	}
