@@ -1,9 +1,12 @@
 # AppFence — build, run and test.
 #
 #   make run     build and serve on the built-in default config (127.0.0.1:5353)
-#   make test    install missing test tools (dig, promtool), lint, and run every test with -race
+#   make test    install missing test tools (dig, promtool, systemd-analyze), lint, and run every test with -race
 #
-# Heavy runs, kept out of CI: make bench, make fuzz, make soak.
+# Heavy runs, kept out of CI:
+#   make bench   every benchmark
+#   make fuzz    every fuzz target for FUZZTIME (20s) each (scripts/fuzz.sh)
+#   make soak    AppFence under load and faults on loopback for SOAKTIME (3m) (cmd/soak)
 
 GO       ?= go
 BIN      := bin/appfence
@@ -42,6 +45,13 @@ fmt:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+fuzz:
+	@GO=$(GO) ./scripts/fuzz.sh
+
+SOAKTIME ?= 3m
+soak: build
+	$(GO) run ./cmd/soak -appfence $(BIN) -duration $(SOAKTIME)
 
 clean:
 	rm -rf bin
