@@ -20,6 +20,7 @@ var (
 	errResponse   = errors.New("a response (QR set)")
 	errCompressed = errors.New("question name with a compression pointer")
 	errCutShort   = errors.New("question cut short")
+	errTooLarge   = errors.New("larger than 4096 bytes")
 	errRateLimit  = errors.New("over server.rate_limit")
 	errBusy       = errors.New("too many UDP queries in flight")
 )

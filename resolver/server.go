@@ -30,10 +30,11 @@ const (
 	// connection is closed after the reply to the last one, and the client
 	// opens a new one. miekg/dns's server has the same default.
 	maxTCPQueries = 128
-	// udpBufferSize is the largest UDP query read: a longer datagram is
-	// cut and then fails to parse. Queries are far smaller (RFC 8467 pads
-	// them to 128-byte blocks).
-	udpBufferSize = 4096
+	// maxQuerySize is the largest query read: a longer UDP datagram is cut
+	// and then fails to parse, a longer TCP message is not read (the
+	// connection is closed). Queries are far smaller (RFC 8467 pads them to
+	// 128-byte blocks); the bound keeps a connection's buffer small.
+	maxQuerySize = 4096
 	// rateLimitEntries is the number of clients the rate limiter remembers
 	// (16 bytes each); see package ratelimit for what happens beyond.
 	rateLimitEntries = 1 << 16
@@ -61,7 +62,7 @@ type Server struct {
 
 	udpInFlight atomic.Int64
 	tcpActive   atomic.Int64
-	bufs        sync.Pool // *[]byte of udpBufferSize
+	bufs        sync.Pool // *[]byte of maxQuerySize
 
 	// mu guards closing and conns. A connection's goroutine sets its read
 	// deadline under mu, so that Shutdown's deadline in the past, which
@@ -91,7 +92,7 @@ func NewServer(h *Handler, log *slog.Logger) *Server {
 		errs:           make(chan error, 1),
 	}
 	s.bufs.New = func() any {
-		b := make([]byte, udpBufferSize)
+		b := make([]byte, maxQuerySize)
 		return &b
 	}
 	return s

@@ -69,7 +69,8 @@ func reset(c net.Conn) {
 // until the client closes it, is silent for server.tcp_idle_timeout (also
 // in the middle of a message: a client that sends half a query and stalls
 // is cut off), does not take a reply within that time, sends a packet that
-// is dropped, or has sent maxTCPQueries queries.
+// is dropped or announces one larger than maxQuerySize, or has sent
+// maxTCPQueries queries.
 func (s *Server) serveTCPConn(c net.Conn, client netip.Addr) {
 	defer func() {
 		s.mu.Lock()
@@ -95,6 +96,10 @@ func (s *Server) serveTCPConn(c net.Conn, client netip.Addr) {
 			return
 		}
 		size := int(binary.BigEndian.Uint16(n[:]))
+		if size > maxQuerySize {
+			s.drop(client, errTooLarge)
+			return
+		}
 		if cap(buf) < size {
 			buf = make([]byte, size)
 		}
