@@ -206,23 +206,6 @@ const maxUpstreamInFlight = 1024
 
 var errUpstreamBusy = errors.New("too many upstream queries in flight")
 
-// places is a counting semaphore that never waits.
-type places struct {
-	n, max atomic.Int64
-}
-
-// take takes a place and reports whether there was one.
-func (p *places) take() bool {
-	if p.n.Add(1) > p.max.Load() {
-		p.n.Add(-1)
-		return false
-	}
-	return true
-}
-
-// give gives back a place taken.
-func (p *places) give() { p.n.Add(-1) }
-
 // busyLog logs that the upstream places are all taken, at most once a
 // minute.
 func (h *Handler) busyLog() {

@@ -54,15 +54,14 @@ type Server struct {
 	limiter *ratelimit.Limiter
 
 	// Limits, the constants above; tests lower them.
-	maxUDPInFlight int64
-	maxTCPQueries  int
+	udpPlaces     places // UDP queries being answered
+	maxTCPQueries int
 
 	udp []*net.UDPConn
 	tcp []net.Listener
 
-	udpInFlight atomic.Int64
-	tcpActive   atomic.Int64
-	bufs        sync.Pool // *[]byte of maxQuerySize
+	tcpActive atomic.Int64
+	bufs      sync.Pool // *[]byte of maxQuerySize
 
 	// mu guards closing and conns. A connection's goroutine sets its read
 	// deadline under mu, so that Shutdown's deadline in the past, which
@@ -83,14 +82,14 @@ func NewServer(h *Handler, log *slog.Logger) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		handler:        h,
-		log:            log,
-		limiter:        ratelimit.New(rateLimitEntries),
-		maxUDPInFlight: maxUDPInFlight,
-		maxTCPQueries:  maxTCPQueries,
-		conns:          map[net.Conn]struct{}{},
-		errs:           make(chan error, 1),
+		handler:       h,
+		log:           log,
+		limiter:       ratelimit.New(rateLimitEntries),
+		maxTCPQueries: maxTCPQueries,
+		conns:         map[net.Conn]struct{}{},
+		errs:          make(chan error, 1),
 	}
+	s.udpPlaces.max.Store(maxUDPInFlight)
 	s.bufs.New = func() any {
 		b := make([]byte, maxQuerySize)
 		return &b

@@ -265,7 +265,7 @@ func TestUpstreamInFlightBound(t *testing.T) {
 // TestUDPInFlightBound: beyond the UDP queries being answered, packets are
 // dropped and counted.
 func TestUDPInFlightBound(t *testing.T) {
-	e := startLimited(t, "", func(s *Server) { s.maxUDPInFlight = 2 })
+	e := startLimited(t, "", func(s *Server) { s.udpPlaces.max.Store(2) })
 	e.upstream.SetDelay(500 * time.Millisecond)
 	c := dial(t, "udp", "", e.addr)
 	defer c.Close()
@@ -283,7 +283,7 @@ func TestUDPInFlightBound(t *testing.T) {
 	if d := e.counter(t, "default", "dropped"); d != 3 {
 		t.Errorf("dropped = %v, want 3", d)
 	}
-	if n := e.srv.udpInFlight.Load(); n != 0 {
+	if n := e.srv.udpPlaces.n.Load(); n != 0 {
 		t.Errorf("%d UDP places still taken", n)
 	}
 }

@@ -45,8 +45,7 @@ func (s *Server) admitUDP(client netip.Addr) error {
 	if rate := s.settings().RateLimit; rate > 0 && !s.limiter.Allow(client, rate, time.Now()) {
 		return errRateLimit
 	}
-	if s.udpInFlight.Add(1) > s.maxUDPInFlight {
-		s.udpInFlight.Add(-1)
+	if !s.udpPlaces.take() {
 		return errBusy
 	}
 	return nil
@@ -54,7 +53,7 @@ func (s *Server) admitUDP(client netip.Addr) error {
 
 func (s *Server) serveUDPPacket(conn *net.UDPConn, bp *[]byte, n int, sess *dns.SessionUDP, client netip.Addr) {
 	defer s.serving.Done()
-	defer s.udpInFlight.Add(-1)
+	defer s.udpPlaces.give()
 	req := s.request((*bp)[:n], client)
 	s.bufs.Put(bp) // Unpack copies what it keeps
 	if req == nil {
