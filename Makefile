@@ -28,8 +28,9 @@ test: test-deps lint
 	$(GO) test -race -count=1 -timeout 8m ./...
 
 # Tools the tests use: dig for the end-to-end tests, promtool for the alert
-# rules and the dashboard (deploy/). Installed with apt-get
-# when missing and possible; otherwise the command to run is printed.
+# rules and the dashboard, systemd-analyze for the systemd unit (deploy/).
+# Installed with apt-get when missing and possible; otherwise the command to
+# run is printed.
 test-deps:
 	@./scripts/test-deps.sh
 
