@@ -1,9 +1,12 @@
 # AppFence — build, run and test.
 #
 #   make run     build and serve on the built-in default config (127.0.0.1:5353)
-#   make test    install missing test tools (dig, promtool, nft), lint, and run every test with -race
+#   make test    install missing test tools (dig, promtool, nft, systemd-analyze), lint, and run every test with -race
 #
-# Heavy runs, kept out of CI: make bench, make fuzz, make soak.
+# Heavy runs, kept out of CI:
+#   make bench   every benchmark
+#   make fuzz    every fuzz target for FUZZTIME (20s) each (scripts/fuzz.sh)
+#   make soak    AppFence under load and faults on loopback for SOAKTIME (3m) (cmd/soak)
 
 GO       ?= go
 BIN      := bin/appfence
@@ -25,8 +28,9 @@ test: test-deps lint
 	$(GO) test -race -count=1 -timeout 8m ./...
 
 # Tools the tests use: dig for the end-to-end tests, promtool for the alert
-# rules and the dashboard, nft for the firewall example (deploy/). Installed with apt-get
-# when missing and possible; otherwise the command to run is printed.
+# rules and the dashboard, nft for the firewall example and systemd-analyze
+# for the systemd unit (deploy/). Installed with apt-get when missing and
+# possible; otherwise the command to run is printed.
 test-deps:
 	@./scripts/test-deps.sh
 
@@ -42,6 +46,13 @@ fmt:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+fuzz:
+	@GO=$(GO) ./scripts/fuzz.sh
+
+SOAKTIME ?= 3m
+soak: build
+	$(GO) run ./cmd/soak -appfence $(BIN) -duration $(SOAKTIME)
 
 clean:
 	rm -rf bin

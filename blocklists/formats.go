@@ -347,8 +347,8 @@ func adblockEntry(text []byte) (e Entry, unsupported bool, err error) {
 		}
 		text = text[:i]
 	}
-	if len(text) == 0 {
-		return e, false, fmt.Errorf("empty rule")
+	if len(text) == 0 { // "@@", "$important"
+		return e, false, fmt.Errorf("a rule without a name")
 	}
 	if text[0] == '/' {
 		return e, true, fmt.Errorf("regular expression rule %q is not supported", text)
@@ -366,7 +366,10 @@ func adblockEntry(text []byte) (e Entry, unsupported bool, err error) {
 	}
 	text = bytes.TrimSuffix(text, []byte("|"))
 	text = bytes.TrimSuffix(text, []byte("^"))
-	if len(text) == 0 || hasURLChar(text) {
+	if len(text) == 0 { // "||^", "|"
+		return e, false, fmt.Errorf("a rule without a name")
+	}
+	if hasURLChar(text) {
 		return e, true, fmt.Errorf("URL rule %q does not apply to DNS", text)
 	}
 	if kind == KindExact && bytes.IndexByte(text, '*') >= 0 {

@@ -67,7 +67,7 @@ func TestParseList(t *testing.T) {
 		{FormatAdblock, "unsupported rules are skipped and counted",
 			"||a.test^$third-party\n||b.test^$dnstype=AAAA\n/ads[0-9]+\\./\n##.banner\nexample.com#@#.ad\n||c.test/path^\n|d*.test^\n||ok.test^\n",
 			[]want{{"ok.test", KindDomain, 8}}, 0, 7, "list.txt:1: modifier $third-party is not supported"},
-		{FormatAdblock, "invalid", "||bad..test^\n||^\n", nil, 1, 1, "list.txt:1:"},
+		{FormatAdblock, "invalid", "||bad..test^\n||^\n", nil, 2, 0, "list.txt:1:"},
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.format)+"/"+tt.name, func(t *testing.T) {

@@ -1,9 +1,10 @@
 // Package deploy holds what operations install next to AppFence: the
 // Grafana dashboard (grafana/appfence.json), the Prometheus alert rules
-// with their unit tests (prometheus/alerts.yml, alerts_test.yml) and an
+// with their unit tests (prometheus/alerts.yml, alerts_test.yml), an
 // nftables ruleset that makes every device use AppFence for DNS
-// (nftables/appfence.nft). It has no code; its tests check the files with
-// promtool and nft, and cmd/appfence's tests check that every metric they
-// use is exported by a running server. docs/operations.md explains each
-// panel and alert, docs/bypass.md the ruleset.
+// (nftables/appfence.nft) and the systemd unit (systemd/appfence.service).
+// It has no code; its tests check the files with promtool, nft and
+// systemd-analyze, and cmd/appfence's tests check that every metric they use
+// is exported by a running server. docs/operations.md explains each panel
+// and alert, docs/bypass.md the ruleset, docs/security.md the unit's sandbox.
 package deploy

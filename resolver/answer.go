@@ -196,13 +196,17 @@ func finish(req, resp *dns.Msg, udp bool, ede *dns.EDNS0_EDE) {
 	}
 }
 
-// udpLimit returns the largest UDP reply a client takes: the payload size
-// of its OPT record, and never less than 512 bytes (RFC 1035, RFC 6891).
+// udpLimit returns the largest UDP reply sent to a client: the payload size
+// of its OPT record, never less than 512 bytes (RFC 1035, RFC 6891), and
+// never more than the ednsSize AppFence advertises. A larger reply would be
+// fragmented on the way, and fragments are lost or forged (DNS flag day
+// 2020); the client gets TC and asks again over TCP. Unbound's max-udp-size
+// does the same.
 func udpLimit(opt *dns.OPT) int {
 	if opt == nil {
 		return dns.MinMsgSize
 	}
-	return max(dns.MinMsgSize, int(opt.UDPSize()))
+	return min(max(dns.MinMsgSize, int(opt.UDPSize())), ednsSize)
 }
 
 // stripOPT removes OPT records, which are hop-by-hop.

@@ -3,6 +3,7 @@ package resolver
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"testing"
 
@@ -17,6 +18,7 @@ import (
 type recorder struct {
 	remote net.Addr
 	reply  []byte
+	writes int
 }
 
 func (r *recorder) LocalAddr() net.Addr  { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 53} }
@@ -24,10 +26,12 @@ func (r *recorder) RemoteAddr() net.Addr { return r.remote }
 func (r *recorder) WriteMsg(m *dns.Msg) error {
 	b, err := m.Pack()
 	r.reply = b
+	r.writes++
 	return err
 }
 func (r *recorder) Write(b []byte) (int, error) {
 	r.reply = append(r.reply[:0], b...)
+	r.writes++
 	return len(b), nil
 }
 func (r *recorder) Close() error        { return nil }
@@ -143,4 +147,35 @@ func BenchmarkServeDNS(b *testing.B) {
 	}
 	b.Run("miss", miss("100000"))
 	b.Run("nocache", miss("0"))
+}
+
+// BenchmarkPacket measures the server's packet path before the handler:
+// checkPacket alone (the checks made on every packet without parsing it),
+// and request (those checks and the parse, as each UDP and TCP query
+// costs), for a query as dig sends it.
+func BenchmarkPacket(b *testing.B) {
+	raw, err := dnstest.NewQuery("www.example.test.", dns.TypeA, true, false).Pack()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("check", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if checkPacket(raw) != nil {
+				b.Fatal("dropped")
+			}
+		}
+	})
+	b.Run("request", func(b *testing.B) {
+		up := dnstest.NewUpstream(b, upstreamRecords...)
+		e := startEnvWith(b, up, fmt.Sprintf(testConfig, up.Addr, ""))
+		client := netip.MustParseAddr("127.0.0.1")
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if e.srv.request(raw, client) == nil {
+				b.Fatal("dropped")
+			}
+		}
+	})
 }

@@ -2,6 +2,7 @@ package resolver
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -45,6 +46,9 @@ type Handler struct {
 	log         *slog.Logger
 	// buffers hold the replies built from cache entries (*[]byte).
 	buffers sync.Pool
+	// upstreamPlaces bounds the upstream queries in flight.
+	upstreamPlaces places
+	busyLogged     atomic.Int64 // UnixNano of the last busyLog
 }
 
 // NewHandler returns a handler serving st. The cache c outlives states: a
@@ -55,6 +59,7 @@ func NewHandler(st *State, c *cache.Cache, m *metrics.Metrics, log *slog.Logger)
 		log = slog.New(slog.DiscardHandler)
 	}
 	h := &Handler{cache: c, metrics: m, log: log}
+	h.upstreamPlaces.max.Store(maxUpstreamInFlight)
 	h.buffers.New = func() any {
 		b := make([]byte, 0, 2048)
 		return &b
@@ -92,24 +97,36 @@ func (h *Handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	h.observe(st, &d, client, req, rcode, start)
 }
 
+// refuse answers req with REFUSED without deciding it: a TCP query over
+// server.rate_limit. It is counted as refused.
+func (h *Handler) refuse(w dns.ResponseWriter, req *dns.Msg, client netip.Addr) {
+	start := time.Now()
+	st := h.state.Load()
+	rcode := h.write(w, req, errorReply(req, dns.RcodeRefused), false, nil)
+	d := policy.Decision{Action: policy.ActionRefuse, Group: st.Policy.GroupOf(client)}
+	h.observe(st, &d, client, req, rcode, start)
+}
+
 // answer decides. It returns the reply of a query answered here (refused,
-// malformed, blocked), or nil and the canonical name for a query to
-// resolve.
+// malformed, blocked, ANY, zone transfers), or nil and the canonical name
+// for a query to resolve.
 func (h *Handler) answer(st *State, req *dns.Msg, client netip.Addr) (*dns.Msg, string, policy.Decision) {
 	p := st.Policy
 	if !p.Allowed(client) {
 		return errorReply(req, dns.RcodeRefused), "", policy.Decision{Action: policy.ActionRefuse, Group: p.GroupOf(client)}
 	}
-	if req.Opcode != dns.OpcodeQuery {
-		return errorReply(req, dns.RcodeNotImplemented), "", policy.Decision{Group: p.GroupOf(client)}
-	}
-	if len(req.Question) != 1 {
-		return errorReply(req, dns.RcodeFormatError), "", policy.Decision{Group: p.GroupOf(client)}
+	if rcode := check(req); rcode != dns.RcodeSuccess {
+		return errorReply(req, rcode), "", policy.Decision{Group: p.GroupOf(client)}
 	}
 	name := dnsname.Canonical(req.Question[0].Name)
 	d := p.Decide(client, name)
-	if d.Action == policy.ActionBlock {
+	switch {
+	case d.Action == policy.ActionBlock:
 		return blockAnswer(p, req, name, &d), name, d
+	case req.Question[0].Qtype == dns.TypeANY:
+		return anyAnswer(req), name, d
+	case req.Question[0].Qtype == dns.TypeAXFR, req.Question[0].Qtype == dns.TypeIXFR:
+		return errorReply(req, dns.RcodeRefused), name, d // a forwarder transfers no zones
 	}
 	return nil, name, d
 }
@@ -170,10 +187,18 @@ func (h *Handler) resolve(st *State, w dns.ResponseWriter, req *dns.Msg, name st
 	return h.write(w, req, errorReply(req, dns.RcodeServerFailure), udp, nil)
 }
 
-// fetch returns how the cache asks the upstream for req.
+// fetch returns how the cache asks the upstream for req. It holds one of
+// the handler's upstream places while it does: without a free one it fails
+// at once (SERVFAIL, or a stale answer), so that queries do not pile up
+// behind a slow upstream.
 func (h *Handler) fetch(st *State, req *dns.Msg, name string) cache.Fetch {
 	q := upstreamQuery(req, name)
 	return func(ctx context.Context) (*dns.Msg, error) {
+		if !h.upstreamPlaces.take() {
+			h.busyLog()
+			return nil, errUpstreamBusy
+		}
+		defer h.upstreamPlaces.give()
 		ctx, cancel := context.WithTimeout(ctx, upstreamBudget)
 		defer cancel()
 		return st.Upstream.Exchange(ctx, q, name)
@@ -199,6 +224,28 @@ const upstreamBudget = 30 * time.Second
 // returns its rcode.
 func (h *Handler) writeBlock(st *State, w dns.ResponseWriter, req *dns.Msg, name string, udp bool, d *policy.Decision) int {
 	return h.write(w, req, blockAnswer(st.Policy, req, name, d), udp, blockEDE(st.Policy, d))
+}
+
+// maxUpstreamInFlight bounds the upstream queries in flight (cache misses,
+// prefetches; identical misses share one). A busy network needs a few
+// hundred (queries per second to upstream times the upstream's latency);
+// when the upstream stops answering, every miss waits upstream.timeout for
+// each server, and the queries beyond the bound get SERVFAIL at once
+// instead of waiting in line.
+const maxUpstreamInFlight = 1024
+
+var errUpstreamBusy = errors.New("too many upstream queries in flight")
+
+// busyLog logs that the upstream places are all taken, at most once a
+// minute.
+func (h *Handler) busyLog() {
+	now := time.Now().UnixNano()
+	last := h.busyLogged.Load()
+	if now-last < int64(time.Minute) || !h.busyLogged.CompareAndSwap(last, now) {
+		return
+	}
+	h.log.Warn("upstream queries in flight at the limit: answering SERVFAIL (or stale) to more",
+		"limit", h.upstreamPlaces.max.Load())
 }
 
 // write finishes resp for the client, sends it and returns its rcode.

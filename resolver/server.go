@@ -8,22 +8,71 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/miekg/dns"
-	"golang.org/x/net/netutil"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 
 	"github.com/appfence/appfence/config"
+	"github.com/appfence/appfence/resolver/ratelimit"
 )
 
-// Server serves a Handler over UDP and TCP on every listen address.
+// Limits of the server that are not configuration keys. Each bounds memory
+// or time that a client, or a flood of them, could otherwise take.
+const (
+	// maxUDPInFlight bounds the UDP queries being answered at once (about
+	// 10 KiB each). A packet that arrives beyond it is dropped and counted:
+	// the client retries, and memory stays bounded when the upstream is
+	// slow and queries pile up.
+	maxUDPInFlight = 10000
+	// maxTCPQueries is how many queries one TCP connection may send; the
+	// connection is closed after the reply to the last one, and the client
+	// opens a new one. miekg/dns's server has the same default.
+	maxTCPQueries = 128
+	// maxQuerySize is the largest query read: a longer UDP datagram is cut
+	// and then fails to parse, a longer TCP message is not read (the
+	// connection is closed). Queries are far smaller (RFC 8467 pads them to
+	// 128-byte blocks); the bound keeps a connection's buffer small.
+	maxQuerySize = 4096
+	// rateLimitEntries is the number of clients the rate limiter remembers
+	// (16 bytes each); see package ratelimit for what happens beyond.
+	rateLimitEntries = 1 << 16
+)
+
+// Server serves a Handler over UDP and TCP on every listen address. It owns
+// the sockets and everything before a request reaches the Handler: which
+// packets are dropped, rate limiting, and the bounds on connections,
+// timeouts and queries in flight.
+//
+// Only server.listen is read at Start. The other [server] settings
+// (rate_limit, tcp_idle_timeout, max_tcp_connections) are read from the
+// Handler's policy for each packet or connection, so a reload changes them.
 type Server struct {
 	handler *Handler
 	log     *slog.Logger
-	servers []*dns.Server
-	udp     []net.PacketConn
-	tcp     []net.Listener
-	wg      sync.WaitGroup
+	limiter *ratelimit.Limiter
+
+	// Limits, the constants above; tests lower them.
+	udpPlaces     places // UDP queries being answered
+	maxTCPQueries int
+
+	udp []*net.UDPConn
+	tcp []net.Listener
+
+	tcpActive atomic.Int64
+	bufs      sync.Pool // *[]byte of maxQuerySize
+
+	// mu guards closing and conns. A connection's goroutine sets its read
+	// deadline under mu, so that Shutdown's deadline in the past, which
+	// wakes idle connections, is never overwritten.
+	mu      sync.Mutex
+	closing bool
+	conns   map[net.Conn]struct{}
+	stopped atomic.Bool // closing, for loops that do not take mu
+
+	loops   sync.WaitGroup // read and accept loops
+	serving sync.WaitGroup // queries and connections being served
 	errs    chan error
 }
 
@@ -32,7 +81,20 @@ func NewServer(h *Handler, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{handler: h, log: log, errs: make(chan error, 1)}
+	s := &Server{
+		handler:       h,
+		log:           log,
+		limiter:       ratelimit.New(rateLimitEntries),
+		maxTCPQueries: maxTCPQueries,
+		conns:         map[net.Conn]struct{}{},
+		errs:          make(chan error, 1),
+	}
+	s.udpPlaces.max.Store(maxUDPInFlight)
+	s.bufs.New = func() any {
+		b := make([]byte, maxQuerySize)
+		return &b
+	}
+	return s
 }
 
 // Start binds UDP and TCP on every address of cfg.Listen (the same port for
@@ -46,37 +108,32 @@ func (s *Server) Start(cfg config.Server) error {
 			return fmt.Errorf("listen %s: %w", addr, err)
 		}
 		s.udp = append(s.udp, pc)
-		s.tcp = append(s.tcp, netutil.LimitListener(l, cfg.MaxTCPConnections))
+		s.tcp = append(s.tcp, l)
 	}
-	idle := cfg.TCPIdleTimeout
 	for i := range s.udp {
-		s.serve(&dns.Server{PacketConn: s.udp[i], Handler: s.handler})
-		s.serve(&dns.Server{Listener: s.tcp[i], Handler: s.handler, ReadTimeout: idle,
-			IdleTimeout: func() time.Duration { return idle }})
+		s.loops.Add(2)
+		go s.serveUDP(s.udp[i])
+		go s.acceptTCP(s.tcp[i])
 		s.log.Info("listening", "udp", s.udp[i].LocalAddr().String(), "tcp", s.tcp[i].Addr().String())
 	}
 	return nil
 }
 
-func (s *Server) serve(srv *dns.Server) {
-	started := make(chan struct{})
-	srv.NotifyStartedFunc = func() { close(started) }
-	s.servers = append(s.servers, srv)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		if err := srv.ActivateAndServe(); err != nil {
-			select {
-			case s.errs <- err:
-			default:
-			}
-		}
-	}()
-	<-started
+// settings returns the [server] section of the policy in use.
+func (s *Server) settings() *config.Server {
+	return &s.handler.State().Policy.Config.Server
 }
 
 // Err returns a channel that receives an error if a listener fails.
 func (s *Server) Err() <-chan error { return s.errs }
+
+// fail reports a listener's failure on Err.
+func (s *Server) fail(err error) {
+	select {
+	case s.errs <- err:
+	default:
+	}
+}
 
 // UDPAddrs returns the bound UDP addresses, in listen order.
 func (s *Server) UDPAddrs() []net.Addr {
@@ -88,31 +145,44 @@ func (s *Server) UDPAddrs() []net.Addr {
 }
 
 // Shutdown stops accepting queries, waits until the queries in flight are
-// answered (or ctx is done), and closes the sockets.
+// answered (or ctx is done), and closes the sockets. Idle TCP connections
+// are closed at once; a connection whose query is being answered is closed
+// after its reply.
 func (s *Server) Shutdown(ctx context.Context) error {
-	var errs []error
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	for _, srv := range s.servers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := srv.ShutdownContext(ctx); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		}()
+	s.mu.Lock()
+	s.closing = true
+	s.stopped.Store(true)
+	past := time.Unix(1, 0)
+	for _, pc := range s.udp {
+		pc.SetReadDeadline(past) // wakes the read loop
 	}
-	wg.Wait()
+	for _, l := range s.tcp {
+		l.Close()
+	}
+	for c := range s.conns {
+		c.SetReadDeadline(past)
+	}
+	s.mu.Unlock()
+
 	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
+	go func() {
+		s.loops.Wait()
+		s.serving.Wait()
+		close(done)
+	}()
+	var err error
 	select {
 	case <-done:
 	case <-ctx.Done():
-		errs = append(errs, ctx.Err())
+		err = ctx.Err()
 	}
-	return errors.Join(errs...)
+	s.closeListeners()
+	s.mu.Lock()
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	return err
 }
 
 func (s *Server) closeListeners() {
@@ -125,8 +195,10 @@ func (s *Server) closeListeners() {
 }
 
 // bindPair binds UDP and TCP on the same address. With port 0 it picks a
-// port free for both.
-func bindPair(addr string) (net.PacketConn, net.Listener, error) {
+// port free for both. The UDP socket reports each packet's destination
+// address, so that replies leave from the address the query was sent to
+// when listening on a wildcard address of a host with several.
+func bindPair(addr string) (*net.UDPConn, net.Listener, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, nil, err
@@ -136,17 +208,41 @@ func bindPair(addr string) (net.PacketConn, net.Listener, error) {
 		if err != nil {
 			return nil, nil, err
 		}
+		conn := pc.(*net.UDPConn)
+		if err := reportDestination(conn); err != nil {
+			conn.Close()
+			return nil, nil, err
+		}
 		tcpAddr := addr
 		if port == "0" {
-			tcpAddr = net.JoinHostPort(host, strconv.Itoa(pc.LocalAddr().(*net.UDPAddr).Port))
+			tcpAddr = net.JoinHostPort(host, strconv.Itoa(conn.LocalAddr().(*net.UDPAddr).Port))
 		}
 		l, err := net.Listen("tcp", tcpAddr)
 		if err == nil {
-			return pc, l, nil
+			return conn, l, nil
 		}
-		pc.Close()
+		conn.Close()
 		if port != "0" || attempt >= 10 {
 			return nil, nil, err
 		}
 	}
+}
+
+// reportDestination asks for the destination address and interface of each
+// packet (IP_PKTINFO, IPV6_RECVPKTINFO), which dns.WriteToSessionUDP uses as
+// the reply's source. One of the two families may fail.
+func reportDestination(conn *net.UDPConn) error {
+	err6 := ipv6.NewPacketConn(conn).SetControlMessage(ipv6.FlagDst|ipv6.FlagInterface, true)
+	err4 := ipv4.NewPacketConn(conn).SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface, true)
+	if err4 != nil && err6 != nil {
+		return fmt.Errorf("destination address of packets: %w", errors.Join(err4, err6))
+	}
+	return nil
+}
+
+// retryable reports whether a read or accept error is passing (a full file
+// table, a connection aborted before it was accepted), so the loop goes on.
+func retryable(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
 }

@@ -1,15 +1,17 @@
 #!/bin/sh
 # Installs the tools the tests need when they are missing: dig
 # (bind9-dnsutils), promtool (Debian's prometheus package), which checks
-# and unit-tests the alert rules and the dashboard's queries, and nft
+# and unit-tests the alert rules and the dashboard's queries, nft
 # (nftables), which checks the example firewall ruleset (in a namespace of
-# its own: nothing is applied to the machine).
+# its own: nothing is applied to the machine), and systemd-analyze
+# (systemd), which checks the systemd unit offline.
 # Uses apt-get when it can (root, Debian/Ubuntu); otherwise says what to install.
 set -eu
 missing=""
 command -v dig >/dev/null 2>&1 || missing="$missing bind9-dnsutils"
 command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
 command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing="$missing nftables"
+command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
 [ -z "$missing" ] && exit 0
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   echo "installing:$missing"
