@@ -279,3 +279,10 @@ func TestCAFile(t *testing.T) {
 		t.Errorf("ca_file = %q, want it relative to the config's directory", cfg.Upstream.CAFile)
 	}
 }
+
+func TestCAFileNotRegular(t *testing.T) {
+	_, err := Parse("f.toml", []byte("[upstream]\nca_file = \"/dev/zero\"\n"), t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "f.toml:2: upstream.ca_file: /dev/zero: not a regular file") {
+		t.Errorf("error = %v", err)
+	}
+}

@@ -3,6 +3,7 @@ package config
 import (
 	"crypto/x509"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"net/url"
@@ -159,7 +160,7 @@ func (v *validator) upstreamServers(path string, list []string) []UpstreamServer
 // checkCAFile checks that path is readable and holds at least one
 // PEM-encoded certificate.
 func checkCAFile(path string) error {
-	data, err := os.ReadFile(path)
+	data, err := ReadCAFile(path)
 	if err != nil {
 		return err
 	}
@@ -167,6 +168,35 @@ func checkCAFile(path string) error {
 		return fmt.Errorf("%s: no PEM certificate in the file", path)
 	}
 	return nil
+}
+
+// maxCAFile bounds what ReadCAFile reads: a bundle of every public CA is
+// about 200 KiB.
+const maxCAFile = 4 << 20
+
+// ReadCAFile reads a CA bundle: a regular file of at most 4 MiB (so that a
+// mistake such as /dev/zero fails instead of reading forever).
+func ReadCAFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", path)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxCAFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if len(data) > maxCAFile {
+		return nil, fmt.Errorf("%s: larger than %d MiB", path, maxCAFile>>20)
+	}
+	return data, nil
 }
 
 func (v *validator) cache(raw *rawConfig, c *Cache) {

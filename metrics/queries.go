@@ -83,7 +83,7 @@ func (m *Metrics) QuerySeries(p *policy.Policy, prev *QuerySeries) *QuerySeries 
 			gs.apps[p.Set.App(name).ID] = row
 		}
 		for _, rc := range initialRcodes {
-			c := m.Responses.WithLabelValues(g.Name, rcodeName(rc))
+			c := m.Responses.WithLabelValues(g.Name, RcodeName(rc))
 			gs.rcodes[rc].Store(&c)
 		}
 		gs.duration = m.QueryDuration.WithLabelValues(g.Name)
@@ -196,7 +196,7 @@ func (g *groupSeries) app(s *QuerySeries, app *blocklists.App, a policy.Action) 
 // first use.
 func (g *groupSeries) rcode(s *QuerySeries, rcode int) prometheus.Counter {
 	if rcode < 0 || rcode >= namedRcodes {
-		return s.m.Responses.WithLabelValues(g.name, rcodeName(rcode))
+		return s.m.Responses.WithLabelValues(g.name, RcodeName(rcode))
 	}
 	if c := g.rcodes[rcode].Load(); c != nil {
 		return *c
@@ -206,13 +206,18 @@ func (g *groupSeries) rcode(s *QuerySeries, rcode int) prometheus.Counter {
 		// deleted. The count is lost, like that of any deleted series.
 		return prometheus.NewCounter(prometheus.CounterOpts{Name: "discarded"})
 	}
-	c := s.m.Responses.WithLabelValues(g.name, rcodeName(rcode))
+	c := s.m.Responses.WithLabelValues(g.name, RcodeName(rcode))
 	g.rcodes[rcode].Store(&c)
 	return c
 }
 
-// rcodeName is the rcode label: the mnemonic, or RCODE and the number.
-func rcodeName(rcode int) string {
+// RcodeName is the name of an rcode in labels and logs: its mnemonic, or
+// RCODE and the number. 16 is BADVERS: miekg/dns names it BADSIG, the TSIG
+// meaning, but a resolver only ever sends it for an unknown EDNS version.
+func RcodeName(rcode int) string {
+	if rcode == dns.RcodeBadVers {
+		return "BADVERS"
+	}
 	if s, ok := dns.RcodeToString[rcode]; ok {
 		return s
 	}

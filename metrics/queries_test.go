@@ -148,3 +148,11 @@ allow = ["tiktok"]
 		t.Errorf("a retired series recreated a deleted group: %v", got)
 	}
 }
+
+func TestRcodeName(t *testing.T) {
+	for rcode, want := range map[int]string{0: "NOERROR", 3: "NXDOMAIN", 16: "BADVERS", 4000: "RCODE4000"} {
+		if got := RcodeName(rcode); got != want {
+			t.Errorf("RcodeName(%d) = %q, want %q", rcode, got, want)
+		}
+	}
+}

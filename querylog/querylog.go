@@ -23,6 +23,8 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/appfence/appfence/metrics"
+
 	"github.com/appfence/appfence/internal/dnsname"
 )
 
@@ -70,10 +72,7 @@ type line struct {
 const timeFormat = "2006-01-02T15:04:05.000Z07:00"
 
 func (e *Entry) line() line {
-	rcode, ok := dns.RcodeToString[e.Rcode]
-	if !ok {
-		rcode = fmt.Sprintf("RCODE%d", e.Rcode)
-	}
+	rcode := metrics.RcodeName(e.Rcode)
 	typ := ""
 	if e.Name != "" || e.Type != 0 {
 		typ = dns.Type(e.Type).String()

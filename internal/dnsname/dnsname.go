@@ -46,11 +46,11 @@ func Canonical(name string) string {
 		}
 		if i+3 < len(name) && isDigit(name[i+1]) && isDigit(name[i+2]) && isDigit(name[i+3]) {
 			v := int(name[i+1]-'0')*100 + int(name[i+2]-'0')*10 + int(name[i+3]-'0')
-			i += 3
-			if v > 255 {
+			if v > 255 { // not an escape: a backslash, then the digits
 				writeEscaped(&b, '\\')
 				continue
 			}
+			i += 3
 			writeByte(&b, byte(v))
 			continue
 		}

@@ -19,7 +19,7 @@ func TestCanonical(t *testing.T) {
 		{`a\032b.com.`, `a\032b.com`},
 		{`a\(b.com.`, `a(b.com`},
 		{`a\\b.com.`, `a\092b.com`},
-		{`a\999.com.`, `a\092.com`},
+		{`a\999.com.`, `a\092999.com`},
 		{`trailing\`, `trailing\092`},
 	}
 	for _, tt := range tests {

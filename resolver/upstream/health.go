@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"math/rand/v2"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -197,7 +196,7 @@ func newEndpointMetrics(m *metrics.Metrics, name string) endpointMetrics {
 		em.errors[k] = m.UpstreamErrors.WithLabelValues(name, k)
 	}
 	for rc := range em.rcodes {
-		em.rcodes[rc] = m.UpstreamRequests.WithLabelValues(name, rcodeName(rc))
+		em.rcodes[rc] = m.UpstreamRequests.WithLabelValues(name, metrics.RcodeName(rc))
 	}
 	return em
 }
@@ -210,7 +209,7 @@ func (em *endpointMetrics) answered(rcode int, took time.Duration) {
 	if rcode >= 0 && rcode < len(em.rcodes) {
 		em.rcodes[rcode].Inc()
 	} else {
-		em.vec.UpstreamRequests.WithLabelValues(em.name, rcodeName(rcode)).Inc()
+		em.vec.UpstreamRequests.WithLabelValues(em.name, metrics.RcodeName(rcode)).Inc()
 	}
 }
 
@@ -229,12 +228,4 @@ func (em *endpointMetrics) setUp(up bool) {
 	} else {
 		em.up.Set(0)
 	}
-}
-
-// rcodeName is the rcode label value: its mnemonic, or RCODE<n>.
-func rcodeName(rcode int) string {
-	if s, ok := dns.RcodeToString[rcode]; ok {
-		return s
-	}
-	return "RCODE" + strconv.Itoa(rcode)
 }

@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"encoding/binary"
 	"fmt"
-	"os"
 
 	"github.com/miekg/dns"
 
@@ -48,7 +47,7 @@ func rootCAs(caFile string) (*x509.CertPool, error) {
 	if caFile == "" {
 		return nil, nil
 	}
-	data, err := os.ReadFile(caFile)
+	data, err := config.ReadCAFile(caFile)
 	if err != nil {
 		return nil, fmt.Errorf("upstream.ca_file: %w", err)
 	}
