@@ -127,6 +127,8 @@ func (h *Handler) answer(st *State, req *dns.Msg, client netip.Addr) (*dns.Msg, 
 		return anyAnswer(req), name, d
 	case req.Question[0].Qtype == dns.TypeAXFR, req.Question[0].Qtype == dns.TypeIXFR:
 		return errorReply(req, dns.RcodeRefused), name, d // a forwarder transfers no zones
+	case dnsname.IsSubdomain(name, resolverArpa):
+		return resolverArpaAnswer(req), name, d
 	}
 	return nil, name, d
 }

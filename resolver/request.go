@@ -54,3 +54,27 @@ func anyAnswer(req *dns.Msg) *dns.Msg {
 	}}
 	return resp
 }
+
+// resolverArpa is the special-use zone of Discovery of Designated Resolvers
+// (RFC 9462). A forwarder must not send queries for it upstream (section
+// 6.4): the upstream would describe itself, not AppFence.
+const resolverArpa = "resolver.arpa"
+
+// resolverArpaAnswer answers a query at or under resolver.arpa with NODATA
+// (AppFence designates no encrypted resolver of its own), with the zone's
+// SOA so that the answer is cached.
+func resolverArpaAnswer(req *dns.Msg) *dns.Msg {
+	resp := new(dns.Msg)
+	resp.SetReply(req)
+	resp.Ns = []dns.RR{&dns.SOA{
+		Hdr:     dns.RR_Header{Name: resolverArpa + ".", Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: anyTTL},
+		Ns:      soaMName,
+		Mbox:    soaRName,
+		Serial:  1,
+		Refresh: 3600,
+		Retry:   600,
+		Expire:  86400,
+		Minttl:  anyTTL,
+	}}
+	return resp
+}

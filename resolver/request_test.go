@@ -455,3 +455,21 @@ func isClosed(c net.Conn, wait time.Duration) bool {
 	var ne net.Error
 	return err != nil && !(errors.As(err, &ne) && ne.Timeout())
 }
+
+func TestResolverArpaAnsweredHere(t *testing.T) {
+	e := startEnv(t, "")
+	for _, name := range []string{"_dns.resolver.arpa.", "resolver.arpa.", "X.Resolver.Arpa."} {
+		for _, netw := range []string{"udp", "tcp"} {
+			resp := e.ask(t, netw, "127.0.0.1", dnstest.NewQuery(name, dns.TypeSVCB, true, false))
+			if resp.Rcode != dns.RcodeSuccess || len(resp.Answer) != 0 {
+				t.Errorf("%s %s: %v, want NODATA", netw, name, resp)
+			}
+			if soa := soaOf(t, resp); soa.Hdr.Name != "resolver.arpa." {
+				t.Errorf("%s %s: SOA %v, want resolver.arpa.", netw, name, soa)
+			}
+		}
+	}
+	if n := e.upstream.Total(); n != 0 {
+		t.Errorf("resolver.arpa reached the upstream %d times (RFC 9462 6.4)", n)
+	}
+}
