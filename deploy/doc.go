@@ -2,7 +2,8 @@
 // Grafana dashboard (grafana/appfence.json), the Prometheus alert rules
 // with their unit tests (prometheus/alerts.yml, alerts_test.yml), an
 // nftables ruleset that makes every device use AppFence for DNS
-// (nftables/appfence.nft) and the systemd unit (systemd/appfence.service).
+// (nftables/appfence.nft), the systemd unit (systemd/appfence.service) and a
+// Kubernetes manifest (kubernetes/appfence.yaml).
 // It has no code; its tests check the files with promtool, nft and
 // systemd-analyze, and cmd/appfence's tests check that every metric they use
 // is exported by a running server. docs/operations.md explains each panel
