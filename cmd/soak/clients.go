@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/appfence/appfence/internal/synthetic"
 )
 
 // outage is a window during which the upstream is stopped. Failures of
@@ -177,7 +179,7 @@ func check(q question, exempt bool, resp *dns.Msg) string {
 	if rr.Header().Name != q.name {
 		return "case-wrong"
 	}
-	want := addrOf(q.name, q.qtype == dns.TypeAAAA).String()
+	want := synthetic.AddrOf(q.name, q.qtype == dns.TypeAAAA).String()
 	switch rr := rr.(type) {
 	case *dns.A:
 		if rr.A.String() == want {

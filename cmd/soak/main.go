@@ -42,6 +42,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/appfence/appfence/internal/synthetic"
 )
 
 func main() {
@@ -94,7 +96,7 @@ type soak struct {
 	dir      string
 	dnsAddr  string
 	metrics  string
-	up       *upstream
+	up       *synthetic.Upstream
 	af       *appfence
 	t        *tally
 	reloads  map[string]int // "ok", "broken": what was sent
@@ -113,7 +115,7 @@ func setUp(o options, out io.Writer) (*soak, error) {
 	if s.dir, err = os.MkdirTemp("", "appfence-soak-"); err != nil {
 		return nil, err
 	}
-	if s.up, err = newUpstream(); err != nil {
+	if s.up, err = synthetic.Start(upstreamTTL); err != nil {
 		return nil, err
 	}
 	if s.dnsAddr, err = freeAddr(); err != nil {
@@ -133,7 +135,7 @@ func setUp(o options, out io.Writer) (*soak, error) {
 }
 
 func (s *soak) config(variant int, broken bool) string {
-	return configText(s.dnsAddr, s.metrics, s.up.addr, s.dir, variant, broken)
+	return configText(s.dnsAddr, s.metrics, s.up.Addr, s.dir, variant, broken)
 }
 
 func (s *soak) printf(format string, args ...any) { fmt.Fprintf(s.out, format, args...) }
@@ -141,7 +143,7 @@ func (s *soak) printf(format string, args ...any) { fmt.Fprintf(s.out, format, a
 func (s *soak) soak() int {
 	o := s.o
 	s.printf("soak: appfence on %s (metrics %s), upstream %s; %s of load after %s of warm-up\n",
-		s.dnsAddr, s.metrics, s.up.addr, o.duration, o.warmup)
+		s.dnsAddr, s.metrics, s.up.Addr, o.duration, o.warmup)
 
 	// Warm-up: ordinary load only, then a quiet moment to measure.
 	ctx, cancel := context.WithTimeout(context.Background(), o.warmup)
@@ -234,9 +236,9 @@ func (s *soak) outages(ctx context.Context) {
 		case <-time.After(wait):
 		}
 		s.t.setOutage(outage{from: time.Now()}, i)
-		s.up.stop()
+		s.up.Stop()
 		time.Sleep(s.o.outage)
-		if err := s.up.start(); err != nil {
+		if err := s.up.Restart(); err != nil {
 			s.t.fail("upstream-restart", time.Now(), err.Error())
 		}
 		s.t.setOutage(outage{from: began.Add(time.Duration(at * float64(s.o.duration))), to: time.Now()}, i)
@@ -345,3 +347,7 @@ func (s *soak) report(start, end sample, loadTime time.Duration, stopErr error) 
 	s.printf("\nPASS\n")
 	return 0
 }
+
+// upstreamTTL is the TTL of the upstream's answers: short, so that cached
+// answers expire during the soak and the upstream keeps being asked.
+const upstreamTTL = 5

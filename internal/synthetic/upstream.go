@@ -1,4 +1,7 @@
-package main
+// Package synthetic is an upstream resolver for the soak and the bench
+// commands: a miekg/dns server on a loopback port that answers every name,
+// with addresses derived from the name, and that can stop and start again.
+package synthetic
 
 import (
 	"fmt"
@@ -13,24 +16,24 @@ import (
 	"github.com/miekg/dns"
 )
 
-// upstreamTTL is the TTL of the upstream's answers: short, so that cached
-// answers expire during the soak and the upstream keeps being asked.
-const upstreamTTL = 5
-
-// upstream is the resolver AppFence forwards to: a miekg/dns server on a
+// Upstream is the resolver AppFence forwards to: a miekg/dns server on a
 // loopback port, UDP and TCP, that can be stopped and started again on the
 // same port. It answers every name: A and AAAA with addresses derived from
-// the name (so that an answer can be checked), NXDOMAIN for names starting
-// with "nx", NODATA for other types.
-type upstream struct {
-	addr    string
+// the name (AddrOf, so that an answer can be checked), NXDOMAIN for names
+// starting with "nx", NODATA for other types, all with the TTL it was
+// started with.
+type Upstream struct {
+	// Addr is the address it serves on, "127.0.0.1:port".
+	Addr    string
+	ttl     uint32
 	mu      sync.Mutex
 	servers []*dns.Server
 	asked   atomic.Int64
 }
 
-// newUpstream starts an upstream on a free loopback port.
-func newUpstream() (*upstream, error) {
+// Start starts an upstream on a free loopback port whose answers have the
+// given TTL.
+func Start(ttl uint32) (*Upstream, error) {
 	for i := 0; i < 20; i++ {
 		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 		if err != nil {
@@ -41,14 +44,14 @@ func newUpstream() (*upstream, error) {
 			pc.Close()
 			continue
 		}
-		u := &upstream{addr: pc.LocalAddr().String()}
+		u := &Upstream{Addr: pc.LocalAddr().String(), ttl: ttl}
 		u.serve(pc, l)
 		return u, nil
 	}
 	return nil, fmt.Errorf("upstream: no free port")
 }
 
-func (u *upstream) serve(pc net.PacketConn, l net.Listener) {
+func (u *Upstream) serve(pc net.PacketConn, l net.Listener) {
 	h := dns.HandlerFunc(u.answer)
 	for _, s := range []*dns.Server{{PacketConn: pc, Handler: h}, {Listener: l, Handler: h}} {
 		started := make(chan struct{})
@@ -59,8 +62,8 @@ func (u *upstream) serve(pc net.PacketConn, l net.Listener) {
 	}
 }
 
-// stop stops answering: the port is closed, queries get nothing back.
-func (u *upstream) stop() {
+// Stop stops answering: the port is closed, queries get nothing back.
+func (u *Upstream) Stop() {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	for _, s := range u.servers {
@@ -69,16 +72,16 @@ func (u *upstream) stop() {
 	u.servers = nil
 }
 
-// start serves again on the same port.
-func (u *upstream) start() error {
+// Restart serves again on the same port after Stop.
+func (u *Upstream) Restart() error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	var err error
 	for i := 0; i < 50; i++ { // the port may take a moment to be free
 		var pc net.PacketConn
-		if pc, err = net.ListenPacket("udp", u.addr); err == nil {
+		if pc, err = net.ListenPacket("udp", u.Addr); err == nil {
 			var l net.Listener
-			if l, err = net.Listen("tcp", u.addr); err == nil {
+			if l, err = net.Listen("tcp", u.Addr); err == nil {
 				u.serve(pc, l)
 				return nil
 			}
@@ -86,10 +89,10 @@ func (u *upstream) start() error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return fmt.Errorf("upstream: restart on %s: %w", u.addr, err)
+	return fmt.Errorf("upstream: restart on %s: %w", u.Addr, err)
 }
 
-func (u *upstream) answer(w dns.ResponseWriter, req *dns.Msg) {
+func (u *Upstream) answer(w dns.ResponseWriter, req *dns.Msg) {
 	u.asked.Add(1)
 	resp := new(dns.Msg)
 	resp.SetReply(req)
@@ -103,30 +106,41 @@ func (u *upstream) answer(w dns.ResponseWriter, req *dns.Msg) {
 		return
 	}
 	q := req.Question[0]
-	hdr := dns.RR_Header{Name: q.Name, Rrtype: q.Qtype, Class: dns.ClassINET, Ttl: upstreamTTL}
+	hdr := dns.RR_Header{Name: q.Name, Rrtype: q.Qtype, Class: dns.ClassINET, Ttl: u.ttl}
 	switch {
 	case strings.HasPrefix(strings.ToLower(q.Name), "nx"):
 		resp.Rcode = dns.RcodeNameError
-		resp.Ns = []dns.RR{soa()}
+		resp.Ns = []dns.RR{u.soa()}
 	case q.Qtype == dns.TypeA:
-		resp.Answer = []dns.RR{&dns.A{Hdr: hdr, A: addrOf(q.Name, false).AsSlice()}}
+		resp.Answer = []dns.RR{&dns.A{Hdr: hdr, A: AddrOf(q.Name, false).AsSlice()}}
 	case q.Qtype == dns.TypeAAAA:
-		resp.Answer = []dns.RR{&dns.AAAA{Hdr: hdr, AAAA: addrOf(q.Name, true).AsSlice()}}
+		resp.Answer = []dns.RR{&dns.AAAA{Hdr: hdr, AAAA: AddrOf(q.Name, true).AsSlice()}}
 	default:
-		resp.Ns = []dns.RR{soa()}
+		resp.Ns = []dns.RR{u.soa()}
 	}
 	w.WriteMsg(resp)
 }
 
-func soa() dns.RR {
-	rr, _ := dns.NewRR("test. 60 IN SOA ns.test. hostmaster.test. 1 7200 3600 1209600 " + fmt.Sprint(upstreamTTL))
-	return rr
+func (u *Upstream) soa() dns.RR {
+	return &dns.SOA{
+		Hdr:     dns.RR_Header{Name: "test.", Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: 60},
+		Ns:      "ns.test.",
+		Mbox:    "hostmaster.test.",
+		Serial:  1,
+		Refresh: 7200,
+		Retry:   3600,
+		Expire:  1209600,
+		Minttl:  u.ttl,
+	}
 }
 
-// addrOf is the address the upstream gives name: in 198.18.0.0/15 or
+// Asked returns the number of queries answered.
+func (u *Upstream) Asked() int64 { return u.asked.Load() }
+
+// AddrOf is the address the upstream gives name: in 198.18.0.0/15 or
 // 2001:db8::/32, from a hash of the name in lower case. They are answer
 // data only; nothing is sent to them.
-func addrOf(name string, v6 bool) netip.Addr {
+func AddrOf(name string, v6 bool) netip.Addr {
 	h := fnv.New32a()
 	h.Write([]byte(strings.ToLower(name)))
 	n := h.Sum32()
