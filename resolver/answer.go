@@ -65,41 +65,65 @@ func blockAnswer(p *policy.Policy, req *dns.Msg, name string, d *policy.Decision
 	return resp
 }
 
-// blockSOA returns the SOA of a block answer. Its owner is the blocked
-// domain (the rule's name, or the query name for exact and pattern rules,
-// and for rules found in the upstream's answer, whose names are not above
-// the query name), its serial the policy's load time, and its TTL and
-// MINIMUM the block TTL, so that resolvers behind AppFence cache the answer
-// for that long (RFC 2308).
+// blockSOA returns the SOA of a block answer (see blockZone), with the
+// policy's load time as its serial, and the block TTL as its TTL and
+// MINIMUM, so that resolvers behind AppFence cache the answer for that long
+// (RFC 2308).
 func blockSOA(p *policy.Policy, name string, d *policy.Decision, ttl uint32) *dns.SOA {
-	zone := name
-	if d.Match.Kind == blocklists.KindDomain && d.Via == policy.ViaName {
-		zone = d.Match.Rule
-	}
 	return &dns.SOA{
-		Hdr:     dns.RR_Header{Name: fqdn(zone), Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: ttl},
+		Hdr:     dns.RR_Header{Name: fqdn(blockZone(name, d)), Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: ttl},
 		Ns:      soaMName,
 		Mbox:    soaRName,
 		Serial:  uint32(p.Loaded.Unix()),
-		Refresh: 3600,
-		Retry:   600,
-		Expire:  86400,
+		Refresh: soaRefresh,
+		Retry:   soaRetry,
+		Expire:  soaExpire,
 		Minttl:  ttl,
 	}
+}
+
+// The timers of the SOA of block answers.
+const (
+	soaRefresh = 3600
+	soaRetry   = 600
+	soaExpire  = 86400
+)
+
+// blockZone returns the owner of the SOA of a block answer to name decided
+// d: the blocked domain, which is the rule's name, or the query name for
+// exact and pattern rules and for rules found in the upstream's answer
+// (whose names are not above the query name).
+func blockZone(name string, d *policy.Decision) string {
+	if d.Match.Kind == blocklists.KindDomain && d.Via == policy.ViaName {
+		return d.Match.Rule
+	}
+	return name
 }
 
 // blockText is the EDE extra text of a block answer: the app and group,
 // and for a rule not found through the query name where it was found
 // ("via=cname:tiktokv.com.edgekey.net", "via=ip:192.0.2.1", "via=canary").
 func blockText(d *policy.Decision) string {
-	s := "blocked: app=" + d.App() + " group=" + d.Group.Name
+	return string(appendBlockText(nil, d))
+}
+
+// appendBlockText appends blockText(d) to dst.
+func appendBlockText(dst []byte, d *policy.Decision) []byte {
+	dst = append(dst, "blocked: app="...)
+	dst = append(dst, d.App()...)
+	dst = append(dst, " group="...)
+	dst = append(dst, d.Group.Name...)
 	switch {
 	case d.Via.Answer():
-		s += " via=" + d.Via.String() + ":" + d.Found
+		dst = append(dst, " via="...)
+		dst = append(dst, d.Via.String()...)
+		dst = append(dst, ':')
+		dst = append(dst, d.Found...)
 	case d.Via != policy.ViaName:
-		s += " via=" + d.Via.String()
+		dst = append(dst, " via="...)
+		dst = append(dst, d.Via.String()...)
 	}
-	return s
+	return dst
 }
 
 // blockEDE returns the extended DNS error of the answer to a query decided

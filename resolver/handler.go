@@ -94,7 +94,7 @@ func (h *Handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	} else {
 		rcode = h.write(w, req, resp, udp, blockEDE(st.Policy, &d))
 	}
-	h.observe(st, &d, client, req, rcode, start)
+	h.observe(st, &d, client, question{msg: req}, rcode, start)
 }
 
 // refuse answers req with REFUSED without deciding it: a TCP query over
@@ -104,7 +104,7 @@ func (h *Handler) refuse(w dns.ResponseWriter, req *dns.Msg, client netip.Addr) 
 	st := h.state.Load()
 	rcode := h.write(w, req, errorReply(req, dns.RcodeRefused), false, nil)
 	d := policy.Decision{Action: policy.ActionRefuse, Group: st.Policy.GroupOf(client)}
-	h.observe(st, &d, client, req, rcode, start)
+	h.observe(st, &d, client, question{msg: req}, rcode, start)
 }
 
 // answer decides. It returns the reply of a query answered here (refused,
@@ -263,9 +263,14 @@ func (h *Handler) write(w dns.ResponseWriter, req, resp *dns.Msg, udp bool, ede 
 // client (no unpacking), or through writeEntryMsg when that reply would not
 // fit the client's UDP size.
 func (h *Handler) writeEntry(w dns.ResponseWriter, req *dns.Msg, e *cache.Entry, now time.Time, udp bool) int {
+	var qname [maxNameLen]byte
+	n, err := dns.PackDomainName(req.Question[0].Name, qname[:], 0, nil, false)
+	if err != nil {
+		return h.writeEntryMsg(w, req, e, nil, now, udp)
+	}
 	r := cache.Request{
 		ID:      req.Id,
-		Name:    req.Question[0].Name,
+		QName:   qname[:n],
 		RD:      req.RecursionDesired,
 		CD:      req.CheckingDisabled,
 		AD:      req.AuthenticatedData,
@@ -309,6 +314,9 @@ func (h *Handler) writeEntryMsg(w dns.ResponseWriter, req *dns.Msg, e *cache.Ent
 	}
 	return h.write(w, req, resp, udp, ede)
 }
+
+// maxNameLen is the length of the longest domain name in wire format.
+const maxNameLen = 255
 
 // clientAddr returns the client's address, IPv4-mapped addresses unmapped.
 func clientAddr(a net.Addr) netip.Addr {

@@ -1,6 +1,7 @@
 package resolver
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"time"
 
@@ -44,7 +45,7 @@ func (h *Handler) install(st *State) {
 
 // observe records an answered query in the metrics and the query log. It
 // only reads the decision and the reply: observers never steer.
-func (h *Handler) observe(st *State, d *policy.Decision, client netip.Addr, req *dns.Msg, rcode int, start time.Time) {
+func (h *Handler) observe(st *State, d *policy.Decision, client netip.Addr, q question, rcode int, start time.Time) {
 	took := time.Since(start)
 	o := st.obs
 	if o.series != nil {
@@ -67,14 +68,36 @@ func (h *Handler) observe(st *State, d *policy.Decision, client netip.Addr, req 
 	if d.Group != nil {
 		e.Group = d.Group.Name
 	}
-	if len(req.Question) > 0 {
-		e.Name, e.Type = req.Question[0].Name, req.Question[0].Qtype
-	}
+	e.Name, e.Type = q.nameType()
 	if d.Match.App != nil {
 		e.App, e.Rule = d.Match.App.Name, d.Match.Rule
 	}
 	e.Via, e.Found = d.Via.String(), d.Found
 	ql.Log(e)
+}
+
+// question is the question of an observed query, for the query log: that
+// of a dns.Msg, or of the packet of a query answered by the fast path,
+// read only when it is logged.
+type question struct {
+	msg *dns.Msg
+	raw []byte
+}
+
+// nameType returns the question's name, as the client wrote it, and type;
+// "" and 0 for a query without a question.
+func (q question) nameType() (string, uint16) {
+	if q.msg != nil {
+		if len(q.msg.Question) == 0 {
+			return "", 0
+		}
+		return q.msg.Question[0].Name, q.msg.Question[0].Qtype
+	}
+	name, off, err := dns.UnpackDomainName(q.raw, headerLen)
+	if err != nil || off+2 > len(q.raw) {
+		return "", 0
+	}
+	return name, binary.BigEndian.Uint16(q.raw[off:])
 }
 
 // SetQueryLog makes the handler log queries to l (nil: no query log) and

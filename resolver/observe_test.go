@@ -69,13 +69,13 @@ func BenchmarkObserve(b *testing.B) {
 			if tt.parallel {
 				b.RunParallel(func(pb *testing.PB) {
 					for pb.Next() {
-						h.observe(st, &d, client, req, tt.rcode, start)
+						h.observe(st, &d, client, question{msg: req}, tt.rcode, start)
 					}
 				})
 				return
 			}
 			for b.Loop() {
-				h.observe(st, &d, client, req, tt.rcode, start)
+				h.observe(st, &d, client, question{msg: req}, tt.rcode, start)
 			}
 		})
 	}

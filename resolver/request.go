@@ -71,9 +71,9 @@ func resolverArpaAnswer(req *dns.Msg) *dns.Msg {
 		Ns:      soaMName,
 		Mbox:    soaRName,
 		Serial:  1,
-		Refresh: 3600,
-		Retry:   600,
-		Expire:  86400,
+		Refresh: soaRefresh,
+		Retry:   soaRetry,
+		Expire:  soaExpire,
 		Minttl:  anyTTL,
 	}}
 	return resp

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -57,7 +59,7 @@ type Server struct {
 	udpPlaces     places // UDP queries being answered
 	maxTCPQueries int
 
-	udp []*net.UDPConn
+	udp []udpSocket
 	tcp []net.Listener
 
 	tcpActive atomic.Int64
@@ -102,19 +104,22 @@ func NewServer(h *Handler, log *slog.Logger) *Server {
 // returned before anything is served.
 func (s *Server) Start(cfg config.Server) error {
 	for _, addr := range cfg.Listen {
-		pc, l, err := bindPair(addr)
+		u, l, err := bindPair(addr)
 		if err != nil {
 			s.closeListeners()
 			return fmt.Errorf("listen %s: %w", addr, err)
 		}
-		s.udp = append(s.udp, pc)
+		s.udp = append(s.udp, u)
 		s.tcp = append(s.tcp, l)
 	}
+	readers := runtime.GOMAXPROCS(0)
 	for i := range s.udp {
-		s.loops.Add(2)
-		go s.serveUDP(s.udp[i])
+		s.loops.Add(readers + 1)
+		for range readers {
+			go s.serveUDP(s.udp[i])
+		}
 		go s.acceptTCP(s.tcp[i])
-		s.log.Info("listening", "udp", s.udp[i].LocalAddr().String(), "tcp", s.tcp[i].Addr().String())
+		s.log.Info("listening", "udp", s.udp[i].conn.LocalAddr().String(), "tcp", s.tcp[i].Addr().String())
 	}
 	return nil
 }
@@ -138,8 +143,8 @@ func (s *Server) fail(err error) {
 // UDPAddrs returns the bound UDP addresses, in listen order.
 func (s *Server) UDPAddrs() []net.Addr {
 	var out []net.Addr
-	for _, pc := range s.udp {
-		out = append(out, pc.LocalAddr())
+	for _, u := range s.udp {
+		out = append(out, u.conn.LocalAddr())
 	}
 	return out
 }
@@ -153,8 +158,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closing = true
 	s.stopped.Store(true)
 	past := time.Unix(1, 0)
-	for _, pc := range s.udp {
-		pc.SetReadDeadline(past) // wakes the read loop
+	for _, u := range s.udp {
+		u.conn.SetReadDeadline(past) // wakes the read loops
 	}
 	for _, l := range s.tcp {
 		l.Close()
@@ -186,8 +191,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 func (s *Server) closeListeners() {
-	for _, pc := range s.udp {
-		pc.Close()
+	for _, u := range s.udp {
+		u.conn.Close()
 	}
 	for _, l := range s.tcp {
 		l.Close()
@@ -195,35 +200,38 @@ func (s *Server) closeListeners() {
 }
 
 // bindPair binds UDP and TCP on the same address. With port 0 it picks a
-// port free for both. The UDP socket reports each packet's destination
-// address, so that replies leave from the address the query was sent to
-// when listening on a wildcard address of a host with several.
-func bindPair(addr string) (*net.UDPConn, net.Listener, error) {
+// port free for both. On a wildcard address the UDP socket reports each
+// packet's destination address, so that replies leave from the address the
+// query was sent to on a host with several.
+func bindPair(addr string) (udpSocket, net.Listener, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return nil, nil, err
+		return udpSocket{}, nil, err
 	}
+	ip, _ := netip.ParseAddr(host)
 	for attempt := 0; ; attempt++ {
 		pc, err := net.ListenPacket("udp", addr)
 		if err != nil {
-			return nil, nil, err
+			return udpSocket{}, nil, err
 		}
-		conn := pc.(*net.UDPConn)
-		if err := reportDestination(conn); err != nil {
-			conn.Close()
-			return nil, nil, err
+		u := udpSocket{conn: pc.(*net.UDPConn), sessions: host == "" || ip.IsUnspecified()}
+		if u.sessions {
+			if err := reportDestination(u.conn); err != nil {
+				u.conn.Close()
+				return udpSocket{}, nil, err
+			}
 		}
 		tcpAddr := addr
 		if port == "0" {
-			tcpAddr = net.JoinHostPort(host, strconv.Itoa(conn.LocalAddr().(*net.UDPAddr).Port))
+			tcpAddr = net.JoinHostPort(host, strconv.Itoa(u.conn.LocalAddr().(*net.UDPAddr).Port))
 		}
 		l, err := net.Listen("tcp", tcpAddr)
 		if err == nil {
-			return conn, l, nil
+			return u, l, nil
 		}
-		conn.Close()
+		u.conn.Close()
 		if port != "0" || attempt >= 10 {
-			return nil, nil, err
+			return udpSocket{}, nil, err
 		}
 	}
 }

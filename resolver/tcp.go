@@ -81,7 +81,8 @@ func (s *Server) serveTCPConn(c net.Conn, client netip.Addr) {
 		s.serving.Done()
 	}()
 	w := &tcpWriter{conn: c}
-	var buf []byte
+	var buf, out []byte
+	var scratch fastScratch
 	for q := 0; q < s.maxTCPQueries; q++ {
 		timeout := s.settings().TCPIdleTimeout
 		s.mu.Lock()
@@ -107,12 +108,27 @@ func (s *Server) serveTCPConn(c net.Conn, client netip.Addr) {
 		if _, err := io.ReadFull(c, buf); err != nil {
 			return
 		}
-		req := s.request(buf, client)
-		if req == nil {
+		if err := checkPacket(buf); err != nil {
+			s.drop(client, err)
 			return // not a DNS client: do not read on
 		}
 		w.timeout = timeout
+		limited := false
 		if rate := s.settings().RateLimit; rate > 0 && !s.limiter.Allow(client, rate, time.Now()) {
+			limited = true
+		} else if reply, ok := s.handler.serveWire(buf, client, false, out[:0], &scratch); ok {
+			out = reply[:0]
+			w.Write(reply)
+			if w.err != nil {
+				return
+			}
+			continue
+		}
+		req := s.request(buf, client)
+		if req == nil {
+			return
+		}
+		if limited {
 			s.handler.refuse(w, req, client)
 		} else {
 			s.handler.ServeDNS(w, req)

@@ -12,6 +12,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/appfence/appfence/config"
+	"github.com/appfence/appfence/internal/dnswire"
 	"github.com/appfence/appfence/resolver/policy"
 )
 
@@ -106,28 +107,9 @@ type ttlField struct {
 	ttl uint32
 }
 
-// Header bits in the second 16-bit word of a DNS message.
-const (
-	bitQR = 1 << 15
-	bitAA = 1 << 10
-	bitTC = 1 << 9
-	bitRD = 1 << 8
-	bitRA = 1 << 7
-	bitZ  = 1 << 6
-	bitAD = 1 << 5
-	bitCD = 1 << 4
-)
-
 // headerLen is the length of the fixed DNS header; the question name
 // starts there.
 const headerLen = 12
-
-// optLen is the length of an OPT record without options, edeLen of the
-// extended DNS error option carrying only an info code (RFC 8914).
-const (
-	optLen = 11
-	edeLen = 6
-)
 
 // newEntry makes the entry for m, the upstream's answer to the question of
 // k, or returns false when m must not be cached (see storedTTLs).
@@ -245,9 +227,9 @@ func flags(m *dns.Msg) uint16 {
 		set bool
 		bit uint16
 	}{
-		{m.Response, bitQR}, {m.Authoritative, bitAA}, {m.Truncated, bitTC},
-		{m.RecursionDesired, bitRD}, {m.RecursionAvailable, bitRA}, {m.Zero, bitZ},
-		{m.AuthenticatedData, bitAD}, {m.CheckingDisabled, bitCD},
+		{m.Response, dnswire.BitQR}, {m.Authoritative, dnswire.BitAA}, {m.Truncated, dnswire.BitTC},
+		{m.RecursionDesired, dnswire.BitRD}, {m.RecursionAvailable, dnswire.BitRA}, {m.Zero, dnswire.BitZ},
+		{m.AuthenticatedData, dnswire.BitAD}, {m.CheckingDisabled, dnswire.BitCD},
 	} {
 		if b.set {
 			f |= b.bit
@@ -285,8 +267,9 @@ func (e *Entry) elapsed(now time.Time) uint32 {
 // Request is what a reply from the cache takes from the client's query.
 type Request struct {
 	ID uint16
-	// Name is the question name as the client wrote it.
-	Name       string
+	// QName is the question name as the client sent it, in wire format
+	// (uncompressed): the reply's question has its letter case.
+	QName      []byte
 	RD, CD, AD bool
 	// EDNS is set when the client sent an OPT record: the reply carries
 	// one with Payload as its UDP size and the client's DO bit.
@@ -313,9 +296,9 @@ func (e *Entry) AppendReply(dst []byte, r *Request, now time.Time) ([]byte, bool
 	stale := e.Expired(now)
 	size := len(e.msg)
 	if r.EDNS {
-		size += optLen
+		size += dnswire.OPTLen
 		if stale {
-			size += edeLen
+			size += dnswire.EDELen
 		}
 	}
 	if !e.patchCase || r.Limit > 0 && size > r.Limit {
@@ -324,20 +307,21 @@ func (e *Entry) AppendReply(dst []byte, r *Request, now time.Time) ([]byte, bool
 	start := len(dst)
 	dst = append(dst, e.msg...)
 	b := dst[start:]
-	if off, err := dns.PackDomainName(r.Name, b, headerLen, nil, false); err != nil || off != e.qnameEnd {
+	if headerLen+len(r.QName) != e.qnameEnd {
 		return dst[:start], false
 	}
+	copy(b[headerLen:], r.QName)
 	binary.BigEndian.PutUint16(b, r.ID)
 	stored := binary.BigEndian.Uint16(b[2:])
-	f := stored&^(bitAA|bitTC|bitRD|bitAD|bitCD) | bitQR | bitRA
+	f := stored&^(dnswire.BitAA|dnswire.BitTC|dnswire.BitRD|dnswire.BitAD|dnswire.BitCD) | dnswire.BitQR | dnswire.BitRA
 	if r.RD {
-		f |= bitRD
+		f |= dnswire.BitRD
 	}
 	if r.CD {
-		f |= bitCD
+		f |= dnswire.BitCD
 	}
-	if stored&bitAD != 0 && (r.DO || r.AD) {
-		f |= bitAD
+	if stored&dnswire.BitAD != 0 && (r.DO || r.AD) {
+		f |= dnswire.BitAD
 	}
 	binary.BigEndian.PutUint16(b[2:], f)
 	elapsed := e.elapsed(now)
@@ -346,33 +330,13 @@ func (e *Entry) AppendReply(dst []byte, r *Request, now time.Time) ([]byte, bool
 	}
 	if r.EDNS {
 		binary.BigEndian.PutUint16(b[10:], binary.BigEndian.Uint16(b[10:])+1)
-		dst = appendOPT(dst, r.Payload, r.DO, stale)
+		var ede *dnswire.EDE
+		if stale {
+			ede = &dnswire.EDE{Code: dns.ExtendedErrorCodeStaleAnswer}
+		}
+		dst = dnswire.AppendOPT(dst, r.Payload, r.DO, ede)
 	}
 	return dst, true
-}
-
-// appendOPT appends an OPT record without options (RFC 6891), or with
-// EDE 3 "Stale Answer" when stale.
-func appendOPT(dst []byte, payload uint16, do, stale bool) []byte {
-	var ttl uint32 // extended rcode 0, version 0
-	if do {
-		ttl |= 1 << 15
-	}
-	rdlen := uint16(0)
-	if stale {
-		rdlen = edeLen
-	}
-	dst = append(dst, 0) // owner: the root
-	dst = binary.BigEndian.AppendUint16(dst, dns.TypeOPT)
-	dst = binary.BigEndian.AppendUint16(dst, payload)
-	dst = binary.BigEndian.AppendUint32(dst, ttl)
-	dst = binary.BigEndian.AppendUint16(dst, rdlen)
-	if stale {
-		dst = binary.BigEndian.AppendUint16(dst, dns.EDNS0EDE)
-		dst = binary.BigEndian.AppendUint16(dst, 2)
-		dst = binary.BigEndian.AppendUint16(dst, dns.ExtendedErrorCodeStaleAnswer)
-	}
-	return dst
 }
 
 // Msg returns the cached answer unpacked, with TTLs as AppendReply would

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/appfence/appfence/internal/dnswire"
 )
 
 // stored returns the entry for m under k, stored at now.
@@ -48,12 +50,12 @@ func TestAppendReply(t *testing.T) {
 		opt     bool
 		staleCE bool // EDE 3 expected
 	}{
-		{"no EDNS, fresh", Request{ID: 7, Name: "www.example.test.", RD: true}, 0, []uint32{600, 300, 900}, false, false, false},
-		{"client case, EDNS DO, 7.9 s", Request{ID: 0xbeef, Name: "WwW.ExAmPlE.TeSt.", RD: true, EDNS: true, DO: true, Payload: 1232},
+		{"no EDNS, fresh", Request{ID: 7, QName: wireName("www.example.test."), RD: true}, 0, []uint32{600, 300, 900}, false, false, false},
+		{"client case, EDNS DO, 7.9 s", Request{ID: 0xbeef, QName: wireName("WwW.ExAmPlE.TeSt."), RD: true, EDNS: true, DO: true, Payload: 1232},
 			7900 * time.Millisecond, []uint32{593, 293, 893}, true, true, false},
-		{"AD asked without DO", Request{ID: 1, Name: "www.example.test.", AD: true}, time.Second, []uint32{599, 299, 899}, true, false, false},
-		{"CD and RD clear", Request{ID: 2, Name: "www.example.test.", CD: true}, 299 * time.Second, []uint32{301, 1, 601}, false, false, false},
-		{"stale", Request{ID: 3, Name: "WWW.example.test.", EDNS: true, Payload: 1232}, 400 * time.Second, []uint32{30, 30, 30}, false, true, true},
+		{"AD asked without DO", Request{ID: 1, QName: wireName("www.example.test."), AD: true}, time.Second, []uint32{599, 299, 899}, true, false, false},
+		{"CD and RD clear", Request{ID: 2, QName: wireName("www.example.test."), CD: true}, 299 * time.Second, []uint32{301, 1, 601}, false, false, false},
+		{"stale", Request{ID: 3, QName: wireName("WWW.example.test."), EDNS: true, Payload: 1232}, 400 * time.Second, []uint32{30, 30, 30}, false, true, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -70,8 +72,9 @@ func TestAppendReply(t *testing.T) {
 				r.RecursionDesired != tt.req.RD || r.CheckingDisabled != tt.req.CD || r.AuthenticatedData != tt.ad {
 				t.Errorf("header %+v, request %+v", r.MsgHdr, tt.req)
 			}
-			if r.Question[0].Name != tt.req.Name || r.Answer[0].Header().Name != tt.req.Name {
-				t.Errorf("question %s, owner %s, want both %s", r.Question[0].Name, r.Answer[0].Header().Name, tt.req.Name)
+			want, _, _ := dns.UnpackDomainName(tt.req.QName, 0)
+			if r.Question[0].Name != want || r.Answer[0].Header().Name != want {
+				t.Errorf("question %s, owner %s, want both %s", r.Question[0].Name, r.Answer[0].Header().Name, want)
 			}
 			if target := r.Answer[0].(*dns.CNAME).Target; target != "cdn.www.example.test." {
 				t.Errorf("CNAME target %s: a name below the question must keep its own case", target)
@@ -116,8 +119,8 @@ func TestAppendReply(t *testing.T) {
 func TestAppendReplyLimit(t *testing.T) {
 	key := Key{Name: "www.example.test", Type: dns.TypeA, Class: dns.ClassINET}
 	e := stored(t, key, answer(t, "www.example.test.", dns.TypeA, 0, "www.example.test. 300 IN A 192.0.2.1"), time.Now())
-	size := len(e.msg) + optLen
-	r := Request{Name: "www.example.test.", EDNS: true, Payload: 1232, Limit: size}
+	size := len(e.msg) + dnswire.OPTLen
+	r := Request{QName: wireName("www.example.test."), EDNS: true, Payload: 1232, Limit: size}
 	if b, ok := e.AppendReply(nil, &r, e.stored); !ok || len(b) != size {
 		t.Errorf("at the limit: %d bytes, ok %v; want %d", len(b), ok, size)
 	}
@@ -130,7 +133,7 @@ func TestAppendReplyLimit(t *testing.T) {
 func TestAppendReplyDoesNotAllocate(t *testing.T) {
 	key := Key{Name: "www.example.test", Type: dns.TypeA, Class: dns.ClassINET}
 	e := stored(t, key, answer(t, "www.example.test.", dns.TypeA, 0, "www.example.test. 300 IN A 192.0.2.1"), time.Now())
-	r := Request{Name: "WWW.example.test.", EDNS: true, DO: true, Payload: 1232}
+	r := Request{QName: wireName("WWW.example.test."), EDNS: true, DO: true, Payload: 1232}
 	buf := make([]byte, 0, 512)
 	now := e.stored.Add(time.Second)
 	if n := testing.AllocsPerRun(100, func() { e.AppendReply(buf[:0], &r, now) }); n != 0 {
@@ -165,16 +168,26 @@ func TestUnusualQuestionNames(t *testing.T) {
 	// The root: nothing to recase, served from the bytes.
 	root := Key{Name: "", Type: dns.TypeNS, Class: dns.ClassINET}
 	e := stored(t, root, answer(t, ".", dns.TypeNS, 0, ". 518400 IN NS a.root-servers.net."), time.Now())
-	if b, ok := e.AppendReply(nil, &Request{Name: "."}, e.stored); !ok || unpack(t, b).Answer[0].Header().Name != "." {
+	if b, ok := e.AppendReply(nil, &Request{QName: wireName(".")}, e.stored); !ok || unpack(t, b).Answer[0].Header().Name != "." {
 		t.Errorf("root: ok %v", ok)
 	}
 	// A name starting with an escaped byte has no alias: served through Msg.
 	esc := Key{Name: `\000x.example.test`, Type: dns.TypeA, Class: dns.ClassINET}
 	e = stored(t, esc, answer(t, `\000x.example.test.`, dns.TypeA, 0, `\000x.example.test. 60 IN A 192.0.2.1`), time.Now())
-	if _, ok := e.AppendReply(nil, &Request{Name: `\000X.example.test.`}, e.stored); ok {
+	if _, ok := e.AppendReply(nil, &Request{QName: wireName(`\000X.example.test.`)}, e.stored); ok {
 		t.Error("escaped first byte: AppendReply should leave it to Msg")
 	}
 	if m, err := e.Msg(e.stored); err != nil || m.Answer[0].Header().Name != `\000x.example.test.` {
 		t.Errorf("escaped first byte: Msg %v %v", m, err)
 	}
+}
+
+// wireName returns name in wire format, as a client sends it.
+func wireName(name string) []byte {
+	b := make([]byte, 256)
+	n, err := dns.PackDomainName(name, b, 0, nil, false)
+	if err != nil {
+		panic(err)
+	}
+	return b[:n]
 }

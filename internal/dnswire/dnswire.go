@@ -1,0 +1,60 @@
+// Package dnswire writes the parts of DNS messages that AppFence's fast
+// paths build byte by byte instead of packing a dns.Msg: header bits and
+// the OPT record (RFC 6891) with an extended DNS error (RFC 8914).
+package dnswire
+
+import (
+	"encoding/binary"
+
+	"github.com/miekg/dns"
+)
+
+// Header bits in the second 16-bit word of a DNS message.
+const (
+	BitQR = 1 << 15
+	BitAA = 1 << 10
+	BitTC = 1 << 9
+	BitRD = 1 << 8
+	BitRA = 1 << 7
+	BitZ  = 1 << 6
+	BitAD = 1 << 5
+	BitCD = 1 << 4
+)
+
+// OPTLen is the length of an OPT record without options; EDELen is that of
+// an extended DNS error option without extra text.
+const (
+	OPTLen = 11
+	EDELen = 6
+)
+
+// EDE is an extended DNS error: its info code and extra text.
+type EDE struct {
+	Code uint16
+	Text []byte
+}
+
+// AppendOPT appends an OPT record owned by the root, version 0, with the
+// UDP payload size and DO bit given, carrying ede when it is not nil.
+func AppendOPT(dst []byte, payload uint16, do bool, ede *EDE) []byte {
+	var ttl uint32 // extended rcode 0, version 0
+	if do {
+		ttl |= 1 << 15
+	}
+	rdlen := 0
+	if ede != nil {
+		rdlen = EDELen + len(ede.Text)
+	}
+	dst = append(dst, 0) // owner: the root
+	dst = binary.BigEndian.AppendUint16(dst, dns.TypeOPT)
+	dst = binary.BigEndian.AppendUint16(dst, payload)
+	dst = binary.BigEndian.AppendUint32(dst, ttl)
+	dst = binary.BigEndian.AppendUint16(dst, uint16(rdlen))
+	if ede != nil {
+		dst = binary.BigEndian.AppendUint16(dst, dns.EDNS0EDE)
+		dst = binary.BigEndian.AppendUint16(dst, uint16(2+len(ede.Text)))
+		dst = binary.BigEndian.AppendUint16(dst, ede.Code)
+		dst = append(dst, ede.Text...)
+	}
+	return dst
+}
