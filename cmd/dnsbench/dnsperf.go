@@ -35,13 +35,13 @@ func (o options) perf(ctx context.Context, addr, file string, d time.Duration) (
 
 // parsePerf reads dnsperf's statistics:
 //
-//	  Queries sent:         1392131
-//	  Queries completed:    1392131 (100.00%)
-//	  Queries lost:         0 (0.00%)
+//	Queries sent:         1392131
+//	Queries completed:    1392131 (100.00%)
+//	Queries lost:         0 (0.00%)
 //
-//	  Response codes:       NOERROR 1392131 (100.00%)
-//	  ...
-//	  Queries per second:   139206.573962
+//	Response codes:       NOERROR 1392131 (100.00%)
+//	...
+//	Queries per second:   139206.573962
 func parsePerf(out []byte) (perfResult, error) {
 	r := perfResult{rcodes: map[string]int64{}}
 	var haveQPS bool
