@@ -4,7 +4,8 @@
 #   make test    install missing test tools (dig, promtool, nft, systemd-analyze), lint, and run every test with -race
 #
 # Heavy runs, kept out of CI:
-#   make bench   every benchmark
+#   make bench   every Go benchmark, then dnsperf against AppFence, Unbound and
+#                CoreDNS side by side (cmd/dnsbench; docs/performance.md)
 #   make fuzz    every fuzz target for FUZZTIME (20s) each (scripts/fuzz.sh)
 #   make soak    AppFence under load and faults on loopback for SOAKTIME (3m) (cmd/soak)
 
@@ -44,8 +45,17 @@ vet:
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
-bench:
+# Where the bench keeps CoreDNS, built once with go install (outside the
+# repository), and how long each dnsperf run lasts.
+BENCHTOOLS ?= $(HOME)/.cache/appfence-bench
+BENCHTIME  ?= 10s
+BENCHRUNS  ?= 3
+
+bench: build
+	@GO=$(GO) ./scripts/bench-deps.sh $(BENCHTOOLS) >/dev/null
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) run ./cmd/dnsbench -appfence $(BIN) -unbound "$$(command -v unbound || echo /usr/sbin/unbound)" \
+		-coredns $(BENCHTOOLS)/coredns -duration $(BENCHTIME) -runs $(BENCHRUNS)
 
 fuzz:
 	@GO=$(GO) ./scripts/fuzz.sh

@@ -4,6 +4,7 @@ package resolver
 
 import (
 	"net"
+	"net/netip"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -32,6 +33,39 @@ func TestCacheHitDoesNotAllocate(t *testing.T) {
 		}
 		if n := testing.AllocsPerRun(200, func() { e.handler.ServeDNS(w, req) }); n != 0 {
 			t.Errorf("%s from %s: a hit allocates %v times", tt.name, tt.client, n)
+		}
+	}
+}
+
+// TestFastPathAllocatesOnce: the fast path answers a cache hit (clean, or
+// replaced by the block answer because of its CNAME) and a blocked name
+// with one allocation: the canonical name.
+func TestFastPathAllocatesOnce(t *testing.T) {
+	e := startInspect(t, "", "")
+	var scratch fastScratch
+	reply := make([]byte, 0, ednsSize)
+	for _, tt := range []struct{ name, client string }{
+		{"www.example.test.", "127.0.0.1"},
+		{"video.example.test.", "127.0.0.1"},
+		{"video.example.test.", "127.0.0.2"},
+		{"www.tiktok.com.", "127.0.0.1"},
+		{"use-application-dns.net.", "127.0.0.2"},
+	} {
+		req := dnstest.NewQuery(tt.name, dns.TypeA, true, false)
+		e.handler.ServeDNS(newRecorder(), req) // stores a name resolved
+		raw, err := req.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		client := netip.MustParseAddr(tt.client)
+		n := testing.AllocsPerRun(200, func() {
+			var ok bool
+			if reply, ok = e.handler.serveWire(raw, client, true, reply[:0], &scratch); !ok {
+				t.Fatalf("%s from %s: left to the full pipeline", tt.name, tt.client)
+			}
+		})
+		if n > 1 {
+			t.Errorf("%s from %s: the fast path allocates %v times", tt.name, tt.client, n)
 		}
 	}
 }

@@ -46,20 +46,19 @@ func (h *Handler) serveWire(raw []byte, client netip.Addr, udp bool, out []byte,
 		return out, false
 	}
 	s.name = q.name
-	st := h.state.Load()
-	p := st.Policy
-	if !p.Allowed(client) {
-		return out, false
-	}
 	name := string(q.name)
 	if dnsname.IsSubdomain(name, resolverArpa) {
+		return out, false
+	}
+	st := h.state.Load()
+	d := st.Policy.Decide(client, name)
+	if d.Action == policy.ActionRefuse {
 		return out, false
 	}
 	limit := 0
 	if udp {
 		limit = q.udpLimit()
 	}
-	d := p.Decide(client, name)
 	var rcode int
 	if d.Action == policy.ActionBlock {
 		reply, ok := h.appendBlock(out, st, &q, name, &d, limit, s)

@@ -62,10 +62,11 @@ func (r *results) table(out io.Writer, loads []workload, servers []server) {
 			k := [2]string{w.name, s.name}
 			m := r.median(w.name, s.name)
 			line := fmt.Sprintf("%s\t%s\t%.0f\t%s\t%d\t", w.name, s.name, m, runs(r.qps[k]), r.failed[k])
-			if s.name == "appfence" {
-				for _, o := range others {
-					line += ratio(af, r.median(w.name, o)) + "\t"
+			for _, o := range others {
+				if s.name == "appfence" {
+					line += ratio(af, r.median(w.name, o))
 				}
+				line += "\t"
 			}
 			fmt.Fprintln(tw, line)
 		}
