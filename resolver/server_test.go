@@ -328,8 +328,8 @@ func TestShutdown(t *testing.T) {
 }
 
 // TestReplyFromQueriedAddress listens on the wildcard address and queries
-// it at 127.0.0.1 and 127.0.0.2: each reply must come from the address
-// asked (a connected UDP socket accepts nothing else), which needs the
+// it at 127.0.0.1 and 127.0.0.2 (the client's address is 127.0.0.1 both
+// times): each reply must come from the address asked (a connected UDP socket accepts nothing else), which needs the
 // packet's destination address.
 func TestReplyFromQueriedAddress(t *testing.T) {
 	up := dnstest.NewUpstream(t, upstreamRecords...)
@@ -337,10 +337,17 @@ func TestReplyFromQueriedAddress(t *testing.T) {
 	cfg = strings.Replace(cfg, `listen = ["127.0.0.1:0"]`, `listen = ["0.0.0.0:0"]`, 1)
 	e := startEnvServer(t, up, cfg, time.Now, nil)
 	_, port, _ := net.SplitHostPort(e.addr)
+	// A miss (the full pipeline), then a hit and a blocked name (the fast
+	// path), to each address.
 	for _, ip := range []string{"127.0.0.1", "127.0.0.2"} {
-		resp, err := dnstest.Client{}.Exchange(context.Background(), "udp", net.JoinHostPort(ip, port), dnstest.NewQuery("www.example.test.", dns.TypeA, false, false))
-		if err != nil || resp.Rcode != dns.RcodeSuccess {
-			t.Errorf("query to %s: %v %v", ip, resp, err)
+		for _, q := range []struct {
+			name  string
+			rcode int
+		}{{"www.example.test.", dns.RcodeSuccess}, {"www.example.test.", dns.RcodeSuccess}, {"m.tiktok.com.", dns.RcodeNameError}} {
+			resp, err := dnstest.Client{}.Exchange(context.Background(), "udp", net.JoinHostPort(ip, port), dnstest.NewQuery(q.name, dns.TypeA, false, false))
+			if err != nil || resp.Rcode != q.rcode {
+				t.Errorf("query for %s to %s: %v %v", q.name, ip, resp, err)
+			}
 		}
 	}
 }

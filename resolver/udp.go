@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 )
 
 // udpSocket is a UDP socket the server reads queries from. On a wildcard
@@ -48,54 +50,135 @@ func (u udpSocket) write(b []byte, p udpPeer) error {
 }
 
 // serveUDP reads queries from u until Shutdown; the server runs several on
-// each socket (udpReaders). Each packet is checked before anything else:
-// the rate limit and the checks that need no parsing (checkPacket), so
-// that a flood costs a read and a table lookup per packet. The fast path
-// then answers it here, when it can; otherwise a goroutine takes it
-// through the Handler, within the bound on queries in flight.
+// each socket, GOMAXPROCS of them. A socket without sessions is read and written
+// in batches (recvmmsg and sendmmsg on Linux): one system call for all the
+// packets waiting, which is most of the cost of a query under load.
 func (s *Server) serveUDP(u udpSocket) {
 	defer s.loops.Done()
+	if u.sessions {
+		s.serveUDPSessions(u)
+	} else {
+		s.serveUDPBatches(u)
+	}
+}
+
+// serveUDPSessions reads and answers one packet at a time.
+func (s *Server) serveUDPSessions(u udpSocket) {
 	buf := make([]byte, maxQuerySize)
 	out := make([]byte, 0, ednsSize)
 	var scratch fastScratch
 	for {
 		n, peer, err := u.read(buf)
 		if err != nil {
-			if s.stopped.Load() {
+			if s.readFailed(err) {
 				return
 			}
-			if retryable(err) {
-				continue
-			}
-			s.fail(err)
-			return
-		}
-		client := peer.addr.Addr().Unmap()
-		if rate := s.settings().RateLimit; rate > 0 && !s.limiter.Allow(client, rate, time.Now()) {
-			s.drop(client, errRateLimit)
 			continue
 		}
-		raw := buf[:n]
-		if err := checkPacket(raw); err != nil {
-			s.drop(client, err)
-			continue
-		}
-		if reply, ok := s.handler.serveWire(raw, client, true, out[:0], &scratch); ok {
+		if reply, ok := s.udpPacket(u, buf[:n], peer, out[:0], &scratch); ok {
 			if err := u.write(reply, peer); err != nil {
-				s.log.Debug("write reply", "client", client.String(), "err", err)
+				s.log.Debug("write reply", "client", peer.addr.String(), "err", err)
 			}
 			out = reply[:0]
-			continue
 		}
-		if !s.udpPlaces.take() {
-			s.drop(client, errBusy)
-			continue
-		}
-		bp := s.bufs.Get().(*[]byte)
-		n = copy(*bp, raw)
-		s.serving.Add(1)
-		go s.serveUDPPacket(u, bp, n, peer, client)
 	}
+}
+
+// udpBatch is how many packets serveUDPBatches reads at once, at most.
+const udpBatch = 32
+
+// serveUDPBatches reads the packets waiting on u, up to udpBatch, answers
+// those the fast path answers, and sends their replies together.
+func (s *Server) serveUDPBatches(u udpSocket) {
+	var conn interface {
+		ReadBatch([]ipv4.Message, int) (int, error)
+		WriteBatch([]ipv4.Message, int) (int, error)
+	}
+	if u.conn.LocalAddr().(*net.UDPAddr).IP.To4() != nil {
+		conn = ipv4.NewPacketConn(u.conn)
+	} else {
+		conn = ipv6.NewPacketConn(u.conn)
+	}
+	in := make([]ipv4.Message, udpBatch)
+	out := make([]ipv4.Message, udpBatch)
+	for i := range in {
+		in[i].Buffers = [][]byte{make([]byte, maxQuerySize)}
+		out[i].Buffers = [][]byte{make([]byte, 0, ednsSize)}
+	}
+	var scratch fastScratch
+	for {
+		n, err := conn.ReadBatch(in, 0)
+		if err != nil {
+			if s.readFailed(err) {
+				return
+			}
+			continue
+		}
+		replies := 0
+		for _, m := range in[:n] {
+			from, ok := m.Addr.(*net.UDPAddr)
+			if !ok {
+				continue
+			}
+			peer := udpPeer{addr: from.AddrPort()}
+			o := &out[replies]
+			if reply, ok := s.udpPacket(u, m.Buffers[0][:m.N], peer, o.Buffers[0][:0], &scratch); ok {
+				o.Buffers[0], o.Addr = reply, from
+				replies++
+			}
+		}
+		for sent := 0; sent < replies; {
+			k, err := conn.WriteBatch(out[sent:replies], 0)
+			if err != nil {
+				s.log.Debug("write replies", "err", err)
+				break
+			}
+			sent += k
+		}
+	}
+}
+
+// readFailed handles a read error: it reports whether the loop must stop
+// (Shutdown, or a failed socket, which it reports on Err).
+func (s *Server) readFailed(err error) bool {
+	switch {
+	case s.stopped.Load():
+		return true
+	case retryable(err):
+		return false
+	}
+	s.fail(err)
+	return true
+}
+
+// udpPacket handles a packet from peer. Each packet is checked before
+// anything else: the rate limit and the checks that need no parsing
+// (checkPacket), so that a flood costs a read and a table lookup per
+// packet. The fast path then answers it: the reply is appended to out and
+// returned with true. Otherwise a goroutine takes it through the Handler,
+// within the bound on queries in flight, and sends the reply itself.
+func (s *Server) udpPacket(u udpSocket, raw []byte, peer udpPeer, out []byte, scratch *fastScratch) ([]byte, bool) {
+	client := peer.addr.Addr().Unmap()
+	if rate := s.settings().RateLimit; rate > 0 && !s.limiter.Allow(client, rate, time.Now()) {
+		s.drop(client, errRateLimit)
+		return out, false
+	}
+	if err := checkPacket(raw); err != nil {
+		s.drop(client, err)
+		return out, false
+	}
+	if reply, ok := s.handler.serveWire(raw, client, true, out, scratch); ok {
+		return reply, true
+	}
+	if !s.udpPlaces.take() {
+		s.drop(client, errBusy)
+		return out, false
+	}
+	bp := s.bufs.Get().(*[]byte)
+	n := copy(*bp, raw)
+	s.serving.Add(1)
+	go s.serveUDPPacket(u, bp, n, peer, client)
+	return out, false
 }
 
 // serveUDPPacket answers a packet that the fast path left through the
