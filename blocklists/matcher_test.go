@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/appfence/appfence/internal/listgen"
 )
 
 // writeApps writes an app-definition file and any list files into a new
@@ -227,29 +230,58 @@ func TestGlobLabel(t *testing.T) {
 	}
 }
 
-// synthetic writes n distinct domain names, deterministic, to a list file.
-func synthetic(t testing.TB, n int) string {
+// bigList writes the first n names of listgen's seed 1 as a list in
+// format, with an app file "big" that imports it, and returns the app
+// file's path and the names.
+func bigList(t testing.TB, n int, format listgen.Format) (apps string, names []string) {
 	t.Helper()
-	var b strings.Builder
-	for i := 0; i < n; i++ {
-		fmt.Fprintf(&b, "host%d.zone%d.example%d.test\n", i, i%977, i%31)
+	names = listgen.Names(1, n)
+	dir := t.TempDir()
+	if err := listgen.WriteFile(filepath.Join(dir, "big.txt"), format, names); err != nil {
+		t.Fatal(err)
 	}
-	return writeApps(t, "[[app]]\nname = \"big\"\nsources = [{ file = \"big.txt\", format = \"domains\" }]\n", map[string]string{"big.txt": b.String()})
+	apps = filepath.Join(dir, "apps.toml")
+	toml := fmt.Sprintf("[[app]]\nname = \"big\"\nsources = [{ file = \"big.txt\", format = %q }]\n", format)
+	if err := os.WriteFile(apps, []byte(toml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return apps, names
 }
 
+// queries returns names to look up in a matcher built from names: hits on
+// a rule's name and below it, and misses, one after the other.
+func queries(names []string) []string {
+	var q []string
+	for i := 0; i < 1000; i++ {
+		hit := names[(i*7919)%len(names)]
+		q = append(q, hit, "www."+hit, "x"+hit, "a.b.c.d.e.nothing"+strconv.Itoa(i)+".example.org")
+	}
+	return q
+}
+
+// BenchmarkMatch1M looks up names among 1,000,000 domain rules: a quarter
+// hit a rule's name, a quarter a name under it, half miss ("x" + a listed
+// name, and a deep unlisted name).
 func BenchmarkMatch1M(b *testing.B) {
-	p := synthetic(b, 1_000_000)
+	p, names := bigList(b, 1_000_000, listgen.FormatDomains)
 	set, err := Load(Options{Globs: []string{p}})
 	if err != nil {
 		b.Fatal(err)
 	}
-	names := []string{"www.host4242.zone335.example26.test", "www.tiktok.com", "nothing.example.org", "a.b.c.d.e.f.g.example.com"}
+	q := queries(names)
+	hits := 0
+	for _, name := range q {
+		if _, ok := set.Matcher.Match(name); ok {
+			hits++
+		}
+	}
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		set.Matcher.Match(names[i&3])
+		set.Matcher.Match(q[i%len(q)])
 		i++
 	}
+	b.ReportMetric(100*float64(hits)/float64(len(q)), "hit-%")
 }
 
 func TestAllYieldsEveryRule(t *testing.T) {
