@@ -2,6 +2,7 @@ package blocklists
 
 import (
 	"fmt"
+	"hash/maphash"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -414,5 +415,39 @@ allow = ["ok.video.test"]
 	}
 	if n := testing.AllocsPerRun(100, func() { set.Matcher.MatchIn("x.cdn.video.test", in) }); n != 0 {
 		t.Errorf("MatchIn allocates %v times", n)
+	}
+}
+
+// TestFilter checks the Bloom filter in front of the matcher's table: no
+// hash added is ever ruled out, and few others get through.
+func TestFilter(t *testing.T) {
+	for _, n := range []int{0, 1, 100, 100_000} {
+		f := newFilter(n)
+		var h maphash.Hash
+		sum := func(i int) uint64 {
+			h.Reset()
+			h.WriteString(strconv.Itoa(i))
+			return h.Sum64()
+		}
+		for i := 0; i < n; i++ {
+			f.add(sum(i))
+		}
+		for i := 0; i < n; i++ {
+			if !f.has(sum(i)) {
+				t.Fatalf("n=%d: hash %d was added but is ruled out", n, i)
+			}
+		}
+		const tries = 100_000
+		through := 0
+		for i := n; i < n+tries; i++ {
+			if f.has(sum(i)) {
+				through++
+			}
+		}
+		rate := float64(through) / tries
+		t.Logf("n=%d: %.2f%% of absent hashes get through", n, 100*rate)
+		if rate > 0.05 {
+			t.Errorf("n=%d: %.1f%% of absent hashes get through, want under 5%%", n, 100*rate)
+		}
 	}
 }
