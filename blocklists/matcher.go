@@ -404,16 +404,19 @@ type Conflict struct {
 	DroppedAt Origin
 }
 
-func newBuilder(sizeHint int) *builder {
+// newBuilder returns a builder sized for about rules rules whose names
+// take about bytes bytes.
+func newBuilder(rules, bytes int) *builder {
 	b := &builder{
-		entries:  make([]entry, 1, sizeHint+1),
-		rules:    make([]rule, 1, sizeHint+1),
+		entries:  make([]entry, 1, rules+1),
+		rules:    make([]rule, 1, rules+1),
 		seed:     maphash.MakeSeed(),
 		fileIdx:  map[string]uint32{},
 		patterns: map[string][]pattern{},
 	}
+	b.names.Grow(bytes)
 	n := 16
-	for n < 2*sizeHint {
+	for n < 2*rules {
 		n *= 2
 	}
 	b.slots = make([]uint32, n)
@@ -530,8 +533,14 @@ func (b *builder) addPattern(text string, allow bool, app, file uint32, line int
 }
 
 func (b *builder) matcher() *Matcher {
+	names := b.names.String()
+	if b.names.Cap()-len(names) > len(names)/8 {
+		// The estimate was well above what the lists held (hosts files,
+		// comments): keep only the names.
+		names = strings.Clone(names)
+	}
 	m := &Matcher{
-		names:   b.names.String(),
+		names:   names,
 		entries: b.entries,
 		slots:   b.slots,
 		mask:    b.mask,
