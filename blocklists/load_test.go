@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/appfence/appfence/internal/listgen"
+	"github.com/appfence/appfence/internal/memtest"
 )
 
 // BenchmarkLoad1M loads and compiles an app importing 1,000,000 names
@@ -18,14 +19,14 @@ func BenchmarkLoad1M(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		before := liveHeap()
+		before := memtest.Live()
 		b.StartTimer()
 		set, err := Load(Options{Globs: []string{p}})
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()
-		growth += float64(liveHeap() - before)
+		growth += float64(memtest.Live()) - float64(before)
 		if set.Rules["big"] != 1_000_000 {
 			b.Fatalf("loaded %d rules, want 1000000", set.Rules["big"])
 		}
@@ -33,12 +34,4 @@ func BenchmarkLoad1M(b *testing.B) {
 		b.StartTimer()
 	}
 	b.ReportMetric(growth/float64(b.N)/(1<<20), "heap-MB")
-}
-
-// liveHeap returns the bytes of live heap objects after a full collection.
-func liveHeap() int64 {
-	var ms runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&ms)
-	return int64(ms.HeapAlloc)
 }
