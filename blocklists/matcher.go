@@ -533,20 +533,20 @@ func (b *builder) addPattern(text string, allow bool, app, file uint32, line int
 }
 
 func (b *builder) matcher() *Matcher {
+	// Where the size estimate was well above what the lists held, the
+	// serving matcher keeps a copy without the slack.
 	names := b.names.String()
 	if b.names.Cap()-len(names) > len(names)/8 {
-		// The estimate was well above what the lists held (hosts files,
-		// comments): keep only the names.
 		names = strings.Clone(names)
 	}
 	m := &Matcher{
 		names:   names,
-		entries: b.entries,
+		entries: trim(b.entries),
 		slots:   b.slots,
 		mask:    b.mask,
 		seed:    b.seed,
 		filter:  newFilter(len(b.entries) - 1),
-		rules:   b.rules,
+		rules:   trim(b.rules),
 		files:   b.files,
 		apps:    b.apps,
 	}
@@ -558,6 +558,15 @@ func (b *builder) matcher() *Matcher {
 		m.patterns = b.patterns
 	}
 	return m
+}
+
+// trim returns s, or a copy of it without the spare capacity when that is
+// more than an eighth of its length.
+func trim[T any](s []T) []T {
+	if cap(s)-len(s) > len(s)/8 {
+		return slices.Clone(s)
+	}
+	return s
 }
 
 // filter is a blocked Bloom filter over the hashes of the matcher's names.
