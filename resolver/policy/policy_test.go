@@ -64,19 +64,21 @@ clients = ["10.9.0.0/16"]
 allow = ["chat"]
 `
 
-func build(t *testing.T, cfg string) *Policy {
+func build(t testing.TB, cfg string) *Policy {
 	t.Helper()
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "apps.toml"), []byte(apps), 0o644)
+	return buildIn(t, t.TempDir(), apps, cfg)
+}
+
+// buildIn writes appsText to apps.toml in dir and compiles the config cfg
+// as if read from dir.
+func buildIn(t testing.TB, dir, appsText, cfg string) *Policy {
+	t.Helper()
+	os.WriteFile(filepath.Join(dir, "apps.toml"), []byte(appsText), 0o644)
 	c, err := config.Parse(filepath.Join(dir, "appfence.toml"), []byte(cfg), dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	set, err := blocklists.Load(blocklists.Options{Globs: c.Blocking.Lists})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := Build(c, set)
+	p, err := Compile(c, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,17 +193,7 @@ func TestExplain(t *testing.T) {
 }
 
 func BenchmarkDecide(b *testing.B) {
-	dir := b.TempDir()
-	os.WriteFile(filepath.Join(dir, "apps.toml"), []byte(apps), 0o644)
-	c, _ := config.Parse(filepath.Join(dir, "appfence.toml"), []byte(cfgText), dir)
-	set, err := blocklists.Load(blocklists.Options{Globs: c.Blocking.Lists})
-	if err != nil {
-		b.Fatal(err)
-	}
-	p, err := Build(c, set)
-	if err != nil {
-		b.Fatal(err)
-	}
+	p := build(b, cfgText)
 	client := netip.MustParseAddr("10.20.30.5")
 	names := []string{"www.tiktok.com", "example.org", "v16-webapp.tiktokcdn.com", "a.b.c.d.example.net"}
 	b.ReportAllocs()
@@ -224,16 +216,7 @@ func BenchmarkDecide1M(b *testing.B) {
 		b.Fatal(err)
 	}
 	big := "[[app]]\nname = \"big\"\nsources = [{ file = \"big.txt\", format = \"domains\" }]\n"
-	os.WriteFile(filepath.Join(dir, "apps.toml"), []byte(apps+big), 0o644)
-	cfg := strings.Replace(cfgText, `block = ["video", "tiktok"]`, `block = ["video", "tiktok", "big"]`, 1)
-	c, err := config.Parse(filepath.Join(dir, "appfence.toml"), []byte(cfg), dir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	p, err := Compile(c, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
+	p := buildIn(b, dir, apps+big, strings.Replace(cfgText, `block = ["video", "tiktok"]`, `block = ["video", "tiktok", "big"]`, 1))
 	type query struct {
 		client netip.Addr
 		name   string
