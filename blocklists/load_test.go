@@ -33,5 +33,5 @@ func BenchmarkLoad1M(b *testing.B) {
 		runtime.KeepAlive(set)
 		b.StartTimer()
 	}
-	b.ReportMetric(growth/float64(b.N)/(1<<20), "heap-MB")
+	b.ReportMetric(growth/float64(b.N)/1e6, "heap-MB")
 }

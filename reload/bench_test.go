@@ -101,7 +101,7 @@ func BenchmarkReload1M(b *testing.B) {
 	b.StopTimer()
 	steady = (steady + float64(memtest.Live())) / 2
 	runtime.KeepAlive(r) // serving until here
-	b.ReportMetric(steady/(1<<20), "steady-MB")
-	b.ReportMetric(install/(1<<20), "install-MB")
-	b.ReportMetric(peak/(1<<20), "peak-MB")
+	b.ReportMetric(steady/1e6, "steady-MB")
+	b.ReportMetric(install/1e6, "install-MB")
+	b.ReportMetric(peak/1e6, "peak-MB")
 }
