@@ -5,10 +5,12 @@ import (
 	"hash/maphash"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/appfence/appfence/internal/dnsname"
 	"github.com/appfence/appfence/internal/listgen"
 )
 
@@ -449,5 +451,53 @@ func TestFilter(t *testing.T) {
 		if rate > 0.05 {
 			t.Errorf("n=%d: %.1f%% of absent hashes get through, want under 5%%", n, 100*rate)
 		}
+	}
+}
+
+// TestMatchAgreesWithMap loads 50,000 listgen names and checks Match
+// against the plainest implementation of its rule for domains lists (the
+// longest listed suffix of the name, at a label boundary, wins) on names
+// that are rules, lie under rules, differ by a letter, or come from
+// another seed. Each found rule must give its own line as origin.
+func TestMatchAgreesWithMap(t *testing.T) {
+	p, names := bigList(t, 50_000, listgen.FormatDomains)
+	set, err := Load(Options{Globs: []string{p}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := make(map[string]int, len(names))
+	for i, name := range names {
+		line[name] = i + 2 // after the comment line
+	}
+	want := func(name string) string {
+		for s, ok := name, true; ok; s, ok = dnsname.Parent(s) {
+			if _, listed := line[s]; listed {
+				return s
+			}
+		}
+		return ""
+	}
+	queries := slices.Concat(names, listgen.Names(2, 20_000))
+	for _, name := range names[:20_000] {
+		queries = append(queries, "www."+name, "x"+name, "a.b."+name)
+	}
+	hits := 0
+	for _, q := range queries {
+		got, ok := set.Matcher.Match(q)
+		if ok && got.App.Builtin {
+			continue // a catalog rule (tiktok.com, ...)
+		}
+		rule := want(q)
+		switch {
+		case rule == "" && ok:
+			t.Errorf("Match(%q) = %s, want no rule", q, got.Rule)
+		case rule != "" && (!ok || got.Rule != rule || got.Kind != KindDomain || got.Origin.Line != line[rule]):
+			t.Errorf("Match(%q) = %v %s at line %d, want %s at line %d", q, ok, got.Rule, got.Origin.Line, rule, line[rule])
+		case ok:
+			hits++
+		}
+	}
+	if hits < len(queries)/2 {
+		t.Errorf("only %d of %d queries hit a rule", hits, len(queries))
 	}
 }
