@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/appfence/appfence/internal/listgen"
 )
 
 func parseString(t *testing.T, format Format, text string) ([]Entry, ListStats) {
@@ -258,39 +260,64 @@ func TestAdGuardServiceYAML(t *testing.T) {
 	}
 }
 
-// BenchmarkParseList measures parsing the real lists (decompressed in
-// memory first). The "lines" reference only splits the same bytes into
-// lines, so parse/lines is the cost of the format over plain reading.
+// BenchmarkParseList measures parsing the real lists of the shared test
+// data and 1,000,000 synthetic names (internal/listgen) in each format,
+// from memory (real lists are decompressed first). The "lines" reference
+// only splits the same bytes into lines, so parse/lines is the cost of the
+// format over plain reading.
 func BenchmarkParseList(b *testing.B) {
 	for _, l := range []struct {
-		file   string
+		name   string
 		format Format
+		data   func(b *testing.B) []byte
 	}{
-		{"lists/blocklistproject-basic.txt.gz", FormatHosts},
-		{"lists/blocklistproject-phishing-nl.txt.gz", FormatDomains},
-		{"lists/blocklistproject-tracking-ags.txt.gz", FormatAdblock},
+		{"real/hosts", FormatHosts, realList("lists/blocklistproject-basic.txt.gz")},
+		{"real/domains", FormatDomains, realList("lists/blocklistproject-phishing-nl.txt.gz")},
+		{"real/adblock", FormatAdblock, realList("lists/blocklistproject-tracking-ags.txt.gz")},
+		{"synthetic/hosts", FormatHosts, syntheticList(listgen.FormatHosts)},
+		{"synthetic/domains", FormatDomains, syntheticList(listgen.FormatDomains)},
+		{"synthetic/adblock", FormatAdblock, syntheticList(listgen.FormatAdblock)},
 	} {
-		data := readMaybeGzip(b, testData(b, l.file))
-		b.Run(string(l.format)+"/lines", func(b *testing.B) {
-			b.SetBytes(int64(len(data)))
-			b.ReportAllocs()
-			for b.Loop() {
-				sc := bufio.NewScanner(bytes.NewReader(data))
-				n := 0
-				for sc.Scan() {
-					n += len(bytes.TrimSpace(sc.Bytes()))
+		b.Run(l.name, func(b *testing.B) {
+			data := l.data(b)
+			b.Run("lines", func(b *testing.B) {
+				b.SetBytes(int64(len(data)))
+				b.ReportAllocs()
+				for b.Loop() {
+					sc := bufio.NewScanner(bytes.NewReader(data))
+					n := 0
+					for sc.Scan() {
+						n += len(bytes.TrimSpace(sc.Bytes()))
+					}
 				}
-			}
-		})
-		b.Run(string(l.format)+"/parse", func(b *testing.B) {
-			b.SetBytes(int64(len(data)))
-			b.ReportAllocs()
-			for b.Loop() {
-				n := 0
-				if _, err := ParseList(bytes.NewReader(data), l.format, l.file, func(e Entry) { n += len(e.Name) }); err != nil {
-					b.Fatal(err)
+			})
+			b.Run("parse", func(b *testing.B) {
+				b.SetBytes(int64(len(data)))
+				b.ReportAllocs()
+				for b.Loop() {
+					n := 0
+					if _, err := ParseList(bytes.NewReader(data), l.format, l.name, func(e Entry) { n += len(e.Name) }); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
+			})
 		})
+	}
+}
+
+// realList returns a reader of a list of the shared test data, which skips
+// the benchmark when the data is not there.
+func realList(rel string) func(b *testing.B) []byte {
+	return func(b *testing.B) []byte { return readMaybeGzip(b, testData(b, rel)) }
+}
+
+// syntheticList returns a reader of 1,000,000 listgen names in format.
+func syntheticList(format listgen.Format) func(b *testing.B) []byte {
+	return func(b *testing.B) []byte {
+		var buf bytes.Buffer
+		if err := listgen.Write(&buf, format, listgen.Names(1, 1_000_000)); err != nil {
+			b.Fatal(err)
+		}
+		return buf.Bytes()
 	}
 }

@@ -84,6 +84,7 @@ type Matcher struct {
 	slots    []uint32 // open addressing into entries; 0 is empty
 	mask     uint32
 	seed     maphash.Seed
+	filter   filter // the names' hashes, to pass over absent names quickly
 	rules    []rule // rules[0] is unused
 	files    []string
 	apps     []*App
@@ -117,7 +118,11 @@ func (m *Matcher) lookup(name string) *entry {
 	if len(m.slots) == 0 {
 		return nil
 	}
-	h := uint32(maphash.String(m.seed, name))
+	h64 := maphash.String(m.seed, name)
+	if !m.filter.has(h64) {
+		return nil
+	}
+	h := uint32(h64)
 	for i := h & m.mask; ; i = (i + 1) & m.mask {
 		idx := m.slots[i]
 		if idx == 0 {
@@ -399,16 +404,19 @@ type Conflict struct {
 	DroppedAt Origin
 }
 
-func newBuilder(sizeHint int) *builder {
+// newBuilder returns a builder sized for about rules rules whose names
+// take about bytes bytes.
+func newBuilder(rules, bytes int) *builder {
 	b := &builder{
-		entries:  make([]entry, 1, sizeHint+1),
-		rules:    make([]rule, 1, sizeHint+1),
+		entries:  make([]entry, 1, rules+1),
+		rules:    make([]rule, 1, rules+1),
 		seed:     maphash.MakeSeed(),
 		fileIdx:  map[string]uint32{},
 		patterns: map[string][]pattern{},
 	}
+	b.names.Grow(bytes)
 	n := 16
-	for n < 2*sizeHint {
+	for n < 2*rules {
 		n *= 2
 	}
 	b.slots = make([]uint32, n)
@@ -525,18 +533,82 @@ func (b *builder) addPattern(text string, allow bool, app, file uint32, line int
 }
 
 func (b *builder) matcher() *Matcher {
+	// Where the size estimate was well above what the lists held, the
+	// serving matcher keeps a copy without the slack.
+	names := b.names.String()
+	if b.names.Cap()-len(names) > len(names)/8 {
+		names = strings.Clone(names)
+	}
 	m := &Matcher{
-		names:   b.names.String(),
-		entries: b.entries,
+		names:   names,
+		entries: trim(b.entries),
 		slots:   b.slots,
 		mask:    b.mask,
 		seed:    b.seed,
-		rules:   b.rules,
+		filter:  newFilter(len(b.entries) - 1),
+		rules:   trim(b.rules),
 		files:   b.files,
 		apps:    b.apps,
+	}
+	for i := 1; i < len(m.entries); i++ {
+		e := &m.entries[i]
+		m.filter.add(maphash.String(m.seed, m.names[e.off:e.off+uint32(e.n)]))
 	}
 	if len(b.patterns) > 0 {
 		m.patterns = b.patterns
 	}
 	return m
+}
+
+// trim returns s, or a copy of it without the spare capacity when that is
+// more than an eighth of its length.
+func trim[T any](s []T) []T {
+	if cap(s)-len(s) > len(s)/8 {
+		return slices.Clone(s)
+	}
+	return s
+}
+
+// filter is a blocked Bloom filter over the hashes of the matcher's names.
+// Most suffixes of most queries are no rule's name; the filter, about ten
+// bits a name and so small enough to stay in the processor's cache, rules
+// out nearly all of them with one cache line, where the table, many times
+// larger, would cost a miss to memory. Each block of eight words (one
+// cache line) holds three bits of every hash that falls in it.
+type filter []uint64
+
+// filterBitsPerName sets the size of the filter: with ten bits a name, about
+// two in a hundred absent names get through to the table.
+const filterBitsPerName = 10
+
+func newFilter(names int) filter {
+	blocks := max(1, (names*filterBitsPerName+511)/512)
+	return make(filter, 8*blocks)
+}
+
+// block returns the block of h: the high 32 bits scaled to the number of
+// blocks; the three bits within it come from the low 27 bits.
+func (f filter) block(h uint64) filter {
+	i := (h >> 32) * uint64(len(f)/8) >> 32
+	return f[8*i : 8*i+8 : 8*i+8]
+}
+
+func (f filter) add(h uint64) {
+	b := f.block(h)
+	for k := 0; k < 3; k++ {
+		bit := h >> (9 * k) & 511
+		b[bit>>6] |= 1 << (bit & 63)
+	}
+}
+
+// has reports whether h may have been added; false is certain.
+func (f filter) has(h uint64) bool {
+	b := f.block(h)
+	for k := 0; k < 3; k++ {
+		bit := h >> (9 * k) & 511
+		if b[bit>>6]&(1<<(bit&63)) == 0 {
+			return false
+		}
+	}
+	return true
 }

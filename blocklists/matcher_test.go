@@ -2,10 +2,16 @@ package blocklists
 
 import (
 	"fmt"
+	"hash/maphash"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/appfence/appfence/internal/dnsname"
+	"github.com/appfence/appfence/internal/listgen"
 )
 
 // writeApps writes an app-definition file and any list files into a new
@@ -227,29 +233,58 @@ func TestGlobLabel(t *testing.T) {
 	}
 }
 
-// synthetic writes n distinct domain names, deterministic, to a list file.
-func synthetic(t testing.TB, n int) string {
+// bigList writes the first n names of listgen's seed 1 as a list in
+// format, with an app file "big" that imports it, and returns the app
+// file's path and the names.
+func bigList(t testing.TB, n int, format listgen.Format) (apps string, names []string) {
 	t.Helper()
-	var b strings.Builder
-	for i := 0; i < n; i++ {
-		fmt.Fprintf(&b, "host%d.zone%d.example%d.test\n", i, i%977, i%31)
+	names = listgen.Names(1, n)
+	dir := t.TempDir()
+	if err := listgen.WriteFile(filepath.Join(dir, "big.txt"), format, names); err != nil {
+		t.Fatal(err)
 	}
-	return writeApps(t, "[[app]]\nname = \"big\"\nsources = [{ file = \"big.txt\", format = \"domains\" }]\n", map[string]string{"big.txt": b.String()})
+	apps = filepath.Join(dir, "apps.toml")
+	toml := fmt.Sprintf("[[app]]\nname = \"big\"\nsources = [{ file = \"big.txt\", format = %q }]\n", format)
+	if err := os.WriteFile(apps, []byte(toml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return apps, names
 }
 
+// queries returns names to look up in a matcher built from names: hits on
+// a rule's name and below it, and misses, one after the other.
+func queries(names []string) []string {
+	var q []string
+	for i := 0; i < 1000; i++ {
+		hit := names[(i*7919)%len(names)]
+		q = append(q, hit, "www."+hit, "x"+hit, "a.b.c.d.e.nothing"+strconv.Itoa(i)+".example.org")
+	}
+	return q
+}
+
+// BenchmarkMatch1M looks up names among 1,000,000 domain rules: a quarter
+// hit a rule's name, a quarter a name under it, half miss ("x" + a listed
+// name, and a deep unlisted name).
 func BenchmarkMatch1M(b *testing.B) {
-	p := synthetic(b, 1_000_000)
+	p, names := bigList(b, 1_000_000, listgen.FormatDomains)
 	set, err := Load(Options{Globs: []string{p}})
 	if err != nil {
 		b.Fatal(err)
 	}
-	names := []string{"www.host4242.zone335.example26.test", "www.tiktok.com", "nothing.example.org", "a.b.c.d.e.f.g.example.com"}
+	q := queries(names)
+	hits := 0
+	for _, name := range q {
+		if _, ok := set.Matcher.Match(name); ok {
+			hits++
+		}
+	}
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		set.Matcher.Match(names[i&3])
+		set.Matcher.Match(q[i%len(q)])
 		i++
 	}
+	b.ReportMetric(100*float64(hits)/float64(len(q)), "hit-%")
 }
 
 func TestAllYieldsEveryRule(t *testing.T) {
@@ -382,5 +417,87 @@ allow = ["ok.video.test"]
 	}
 	if n := testing.AllocsPerRun(100, func() { set.Matcher.MatchIn("x.cdn.video.test", in) }); n != 0 {
 		t.Errorf("MatchIn allocates %v times", n)
+	}
+}
+
+// TestFilter checks the Bloom filter in front of the matcher's table: no
+// hash added is ever ruled out, and few others get through.
+func TestFilter(t *testing.T) {
+	for _, n := range []int{0, 1, 100, 100_000} {
+		f := newFilter(n)
+		var h maphash.Hash
+		sum := func(i int) uint64 {
+			h.Reset()
+			h.WriteString(strconv.Itoa(i))
+			return h.Sum64()
+		}
+		for i := 0; i < n; i++ {
+			f.add(sum(i))
+		}
+		for i := 0; i < n; i++ {
+			if !f.has(sum(i)) {
+				t.Fatalf("n=%d: hash %d was added but is ruled out", n, i)
+			}
+		}
+		const tries = 100_000
+		through := 0
+		for i := n; i < n+tries; i++ {
+			if f.has(sum(i)) {
+				through++
+			}
+		}
+		rate := float64(through) / tries
+		t.Logf("n=%d: %.2f%% of absent hashes get through", n, 100*rate)
+		if rate > 0.05 {
+			t.Errorf("n=%d: %.1f%% of absent hashes get through, want under 5%%", n, 100*rate)
+		}
+	}
+}
+
+// TestMatchAgreesWithMap loads 50,000 listgen names and checks Match
+// against the plainest implementation of its rule for domains lists (the
+// longest listed suffix of the name, at a label boundary, wins) on names
+// that are rules, lie under rules, differ by a letter, or come from
+// another seed. Each found rule must give its own line as origin.
+func TestMatchAgreesWithMap(t *testing.T) {
+	p, names := bigList(t, 50_000, listgen.FormatDomains)
+	set, err := Load(Options{Globs: []string{p}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := make(map[string]int, len(names))
+	for i, name := range names {
+		line[name] = i + 2 // after the comment line
+	}
+	want := func(name string) string {
+		for s, ok := name, true; ok; s, ok = dnsname.Parent(s) {
+			if _, listed := line[s]; listed {
+				return s
+			}
+		}
+		return ""
+	}
+	queries := slices.Concat(names, listgen.Names(2, 20_000))
+	for _, name := range names[:20_000] {
+		queries = append(queries, "www."+name, "x"+name, "a.b."+name)
+	}
+	hits := 0
+	for _, q := range queries {
+		got, ok := set.Matcher.Match(q)
+		if ok && got.App.Builtin {
+			continue // a catalog rule (tiktok.com, ...)
+		}
+		rule := want(q)
+		switch {
+		case rule == "" && ok:
+			t.Errorf("Match(%q) = %s, want no rule", q, got.Rule)
+		case rule != "" && (!ok || got.Rule != rule || got.Kind != KindDomain || got.Origin.Line != line[rule]):
+			t.Errorf("Match(%q) = %v %s at line %d, want %s at line %d", q, ok, got.Rule, got.Origin.Line, rule, line[rule])
+		case ok:
+			hits++
+		}
+	}
+	if hits < len(queries)/2 {
+		t.Errorf("only %d of %d queries hit a rule", hits, len(queries))
 	}
 }

@@ -95,17 +95,22 @@ type digest map[string][]uint64
 
 // newDigest hashes every rule of set with seed.
 func newDigest(set *blocklists.Set, seed maphash.Seed) digest {
-	d := digest{}
+	byApp := make([][]uint64, len(set.Apps)) // by App.ID, sized by the rule counts
+	for _, a := range set.Apps {
+		byApp[a.ID] = make([]uint64, 0, set.Rules[a.Name])
+	}
 	var h maphash.Hash
 	h.SetSeed(seed)
 	for r := range set.Matcher.All() {
 		h.Reset()
 		h.WriteByte(byte(r.Kind))
 		h.WriteString(r.Rule)
-		d[r.App.Name] = append(d[r.App.Name], h.Sum64())
+		byApp[r.App.ID] = append(byApp[r.App.ID], h.Sum64())
 	}
-	for _, hs := range d {
-		slices.Sort(hs)
+	d := make(digest, len(set.Apps))
+	for _, a := range set.Apps {
+		slices.Sort(byApp[a.ID])
+		d[a.Name] = byApp[a.ID]
 	}
 	return d
 }

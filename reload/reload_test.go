@@ -19,6 +19,7 @@ import (
 	"github.com/appfence/appfence/internal/dnstest"
 	"github.com/appfence/appfence/metrics"
 	"github.com/appfence/appfence/resolver"
+	"github.com/appfence/appfence/resolver/cache"
 	"github.com/appfence/appfence/resolver/policy"
 	"github.com/appfence/appfence/resolver/upstream"
 )
@@ -73,6 +74,7 @@ type env struct {
 	cfgPath  string
 	upstream *dnstest.Upstream
 	handler  *resolver.Handler
+	cache    *cache.Cache
 	addr     string
 	metrics  *metrics.Metrics
 	reloader *Reloader
@@ -124,7 +126,7 @@ func (e *env) newReloader() *Reloader {
 }
 
 // install does what serve's does: a new upstream router for the policy,
-// swapped in with it.
+// swapped in with it; the cache is made once and kept.
 func (e *env) install(p *policy.Policy) error {
 	e.installs.Add(1)
 	router, err := upstream.NewRouter(p.Config.Upstream, e.metrics)
@@ -133,10 +135,12 @@ func (e *env) install(p *policy.Policy) error {
 	}
 	st := &resolver.State{Policy: p, Upstream: router}
 	if e.handler == nil {
-		e.handler = resolver.NewHandler(st, nil, e.metrics, nil)
+		e.cache = cache.New(p.Config.Cache, e.metrics)
+		e.handler = resolver.NewHandler(st, e.cache, e.metrics, nil)
 		return nil
 	}
 	e.handler.Swap(st).Upstream.Close()
+	e.cache.Configure(p.Config.Cache)
 	return nil
 }
 

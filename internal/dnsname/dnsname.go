@@ -156,22 +156,31 @@ func ValidLower(b []byte) bool {
 		return false
 	}
 	label := 0
-	for i := 0; i < n; i++ {
-		c := b[i]
-		switch {
-		case c == '.':
+	for _, c := range b[:n] {
+		if c == '.' {
 			if label == 0 || label > 63 {
 				return false
 			}
 			label = 0
 			continue
-		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '_':
-		default:
+		}
+		if !lowerHostByte[c] {
 			return false
 		}
 		label++
 	}
 	return label > 0 && label <= 63
+}
+
+// lowerHostByte marks the bytes of a label in canonical form: lower-case
+// letters, digits, '-' and '_'. A table, because a list parser asks about
+// every byte of a million names.
+var lowerHostByte = [256]bool{
+	'-': true, '_': true,
+	'0': true, '1': true, '2': true, '3': true, '4': true, '5': true, '6': true, '7': true, '8': true, '9': true,
+	'a': true, 'b': true, 'c': true, 'd': true, 'e': true, 'f': true, 'g': true, 'h': true, 'i': true, 'j': true,
+	'k': true, 'l': true, 'm': true, 'n': true, 'o': true, 'p': true, 'q': true, 'r': true, 's': true, 't': true,
+	'u': true, 'v': true, 'w': true, 'x': true, 'y': true, 'z': true,
 }
 
 // Parent returns name without its first label ("a.b.c" -> "b.c"), and

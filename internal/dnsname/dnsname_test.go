@@ -2,6 +2,7 @@ package dnsname
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -69,14 +70,33 @@ func TestValidLower(t *testing.T) {
 	}{
 		{"example.com", true},
 		{"example.com.", true},
+		{"_dmarc.x-1.b_2.c9", true},
 		{"Example.com", false},
 		{"a..b", false},
+		{".a", false},
+		{".", false},
 		{"", false},
 		{"bücher.de", false},
+		{"a*.b", false},
+		{"a b.c", false},
+		{strings.Repeat("a", 63) + ".test", true},
+		{strings.Repeat("a", 64) + ".test", false},
+		{"test." + strings.Repeat("a", 64), false},
+		{strings.Repeat("a.", 126) + "a", true},   // 253 bytes
+		{strings.Repeat("a.", 126) + "ab", false}, // 254
 	}
 	for _, tt := range tests {
 		if got := ValidLower([]byte(tt.in)); got != tt.want {
 			t.Errorf("ValidLower(%q) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+	// Every byte agrees with Parse: valid in canonical form exactly when
+	// Parse accepts the name and leaves it as it is.
+	for c := 0; c < 256; c++ {
+		name := "a" + string([]byte{byte(c)}) + ".test"
+		parsed, err := Parse(name)
+		if want := err == nil && parsed == name; ValidLower([]byte(name)) != want {
+			t.Errorf("ValidLower(%q) = %v, Parse = %q, %v", name, !want, parsed, err)
 		}
 	}
 }

@@ -4,6 +4,7 @@
 package iptable
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -12,13 +13,19 @@ import (
 )
 
 // Table is an immutable longest-prefix-match table. The zero Table is empty.
+//
+// Each prefix length present has its own map, keyed by the masked address
+// as integers rather than by netip.Prefix: a lookup masks the address once
+// per length and asks a map with a cheap hash (a few nanoseconds each, as
+// part of every query's decision).
 type Table[V any] struct {
-	v4, v6 []level[V] // by prefix length, longest first
+	v4 []level[uint32, V]    // by prefix length, longest first
+	v6 []level[[2]uint64, V] // the address as two big-endian halves
 }
 
-type level[V any] struct {
+type level[K comparable, V any] struct {
 	bits int
-	m    map[netip.Prefix]V
+	m    map[K]V
 }
 
 // New builds a table. When a prefix is given twice, the last value wins.
@@ -27,21 +34,27 @@ func New[V any](entries map[netip.Prefix]V) *Table[V] {
 	t := &Table[V]{}
 	for p, v := range entries {
 		p = normalize(p)
-		levels := &t.v6
 		if p.Addr().Is4() {
-			levels = &t.v4
+			t.v4 = add(t.v4, p.Bits(), key4(uint32Of(p.Addr()), p.Bits()), v)
+		} else {
+			hi, lo := uint64sOf(p.Addr())
+			t.v6 = add(t.v6, p.Bits(), key6(hi, lo, p.Bits()), v)
 		}
-		i := slices.IndexFunc(*levels, func(l level[V]) bool { return l.bits == p.Bits() })
-		if i < 0 {
-			*levels = append(*levels, level[V]{bits: p.Bits(), m: map[netip.Prefix]V{}})
-			i = len(*levels) - 1
-		}
-		(*levels)[i].m[p] = v
 	}
-	for _, levels := range [][]level[V]{t.v4, t.v6} {
-		slices.SortFunc(levels, func(a, b level[V]) int { return b.bits - a.bits })
-	}
+	slices.SortFunc(t.v4, func(a, b level[uint32, V]) int { return b.bits - a.bits })
+	slices.SortFunc(t.v6, func(a, b level[[2]uint64, V]) int { return b.bits - a.bits })
 	return t
+}
+
+// add puts key in the level of bits, creating it if needed.
+func add[K comparable, V any](levels []level[K, V], bits int, key K, v V) []level[K, V] {
+	i := slices.IndexFunc(levels, func(l level[K, V]) bool { return l.bits == bits })
+	if i < 0 {
+		levels = append(levels, level[K, V]{bits: bits, m: map[K]V{}})
+		i = len(levels) - 1
+	}
+	levels[i].m[key] = v
+	return levels
 }
 
 func normalize(p netip.Prefix) netip.Prefix {
@@ -51,23 +64,58 @@ func normalize(p netip.Prefix) netip.Prefix {
 	return p.Masked()
 }
 
+// key4 returns the first bits bits of the IPv4 address u, the rest zero.
+func key4(u uint32, bits int) uint32 {
+	if bits == 0 {
+		return 0
+	}
+	return u &^ (1<<(32-bits) - 1)
+}
+
+// key6 returns the first bits bits of the IPv6 address hi:lo, the rest
+// zero.
+func key6(hi, lo uint64, bits int) [2]uint64 {
+	switch {
+	case bits == 0:
+		return [2]uint64{}
+	case bits <= 64:
+		return [2]uint64{hi &^ (1<<(64-bits) - 1), 0}
+	}
+	return [2]uint64{hi, lo &^ (1<<(128-bits) - 1)}
+}
+
+func uint32Of(a netip.Addr) uint32 {
+	b := a.As4()
+	return binary.BigEndian.Uint32(b[:])
+}
+
+func uint64sOf(a netip.Addr) (hi, lo uint64) {
+	b := a.As16()
+	return binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
+}
+
 // Lookup returns the value of the longest prefix containing addr.
 func (t *Table[V]) Lookup(addr netip.Addr) (v V, prefix netip.Prefix, ok bool) {
 	if t == nil {
 		return v, prefix, false
 	}
 	addr = addr.Unmap().WithZone("")
-	levels := t.v6
 	if addr.Is4() {
-		levels = t.v4
-	}
-	for _, l := range levels {
-		p, err := addr.Prefix(l.bits)
-		if err != nil {
-			continue
+		u := uint32Of(addr)
+		for _, l := range t.v4 {
+			if v, ok := l.m[key4(u, l.bits)]; ok {
+				return v, netip.PrefixFrom(addr, l.bits).Masked(), true
+			}
 		}
-		if v, ok := l.m[p]; ok {
-			return v, p, true
+		return v, prefix, false
+	}
+	if len(t.v6) == 0 {
+		return v, prefix, false
+	}
+	hi, lo := uint64sOf(addr)
+	for _, l := range t.v6 {
+		if v, ok := l.m[key6(hi, lo, l.bits)]; ok {
+			return v, netip.PrefixFrom(addr, l.bits).Masked(), true
 		}
 	}
 	return v, prefix, false

@@ -7,36 +7,49 @@ import (
 
 func TestLookup(t *testing.T) {
 	tab := New(map[netip.Prefix]string{
-		netip.MustParsePrefix("10.0.0.0/8"):         "wide",
-		netip.MustParsePrefix("10.20.30.0/24"):      "team",
-		netip.MustParsePrefix("10.20.31.17/32"):     "phone",
-		netip.MustParsePrefix("fd00:20:30::/64"):    "v6team",
-		netip.MustParsePrefix("::/0"):               "any6",
-		netip.MustParsePrefix("::ffff:1.2.3.0/120"): "mapped",
+		netip.MustParsePrefix("10.0.0.0/8"):             "wide",
+		netip.MustParsePrefix("10.20.30.0/24"):          "team",
+		netip.MustParsePrefix("10.20.31.17/32"):         "phone",
+		netip.MustParsePrefix("fd00:20:30::/64"):        "v6team",
+		netip.MustParsePrefix("fd00:20:30:0:8000::/65"): "v6half",
+		netip.MustParsePrefix("fd00::99/128"):           "v6host",
+		netip.MustParsePrefix("::/0"):                   "any6",
+		netip.MustParsePrefix("::ffff:1.2.3.0/120"):     "mapped",
 	})
 	tests := []struct {
-		addr string
-		want string
-		ok   bool
+		addr   string
+		want   string
+		prefix string
 	}{
-		{"10.1.2.3", "wide", true},
-		{"10.20.30.40", "team", true},
-		{"10.20.31.17", "phone", true},
-		{"10.20.31.18", "wide", true},
-		{"::ffff:10.20.30.1", "team", true},
-		{"1.2.3.4", "mapped", true},
-		{"192.0.2.1", "", false},
-		{"fd00:20:30::1", "v6team", true},
-		{"fd00:20:31::1", "any6", true},
-		{"fe80::1%eth0", "any6", true},
+		{"10.1.2.3", "wide", "10.0.0.0/8"},
+		{"10.20.30.40", "team", "10.20.30.0/24"},
+		{"10.20.31.17", "phone", "10.20.31.17/32"},
+		{"10.20.31.18", "wide", "10.0.0.0/8"},
+		{"::ffff:10.20.30.1", "team", "10.20.30.0/24"},
+		{"1.2.3.4", "mapped", "1.2.3.0/24"},
+		{"192.0.2.1", "", ""},
+		{"fd00:20:30::1", "v6team", "fd00:20:30::/64"},
+		{"fd00:20:30:0:7fff::1", "v6team", "fd00:20:30::/64"},
+		{"fd00:20:30:0:8000::1", "v6half", "fd00:20:30:0:8000::/65"},
+		{"fd00::99", "v6host", "fd00::99/128"},
+		{"fd00::98", "any6", "::/0"},
+		{"fd00:20:31::1", "any6", "::/0"},
+		{"fe80::1%eth0", "any6", "::/0"},
 	}
 	for _, tt := range tests {
-		got, _, ok := tab.Lookup(netip.MustParseAddr(tt.addr))
-		if got != tt.want || ok != tt.ok {
-			t.Errorf("Lookup(%s) = %q, %v; want %q, %v", tt.addr, got, ok, tt.want, tt.ok)
+		got, prefix, ok := tab.Lookup(netip.MustParseAddr(tt.addr))
+		if got != tt.want || ok != (tt.want != "") || ok && prefix.String() != tt.prefix {
+			t.Errorf("Lookup(%s) = %q, %s, %v; want %q, %s", tt.addr, got, prefix, ok, tt.want, tt.prefix)
 		}
 	}
-	if tab.Len() != 6 {
+	v4all := New(map[netip.Prefix]int{netip.MustParsePrefix("0.0.0.0/0"): 1})
+	if v, prefix, ok := v4all.Lookup(netip.MustParseAddr("203.0.113.9")); !ok || v != 1 || prefix.String() != "0.0.0.0/0" {
+		t.Errorf("Lookup in 0.0.0.0/0 = %v, %s, %v", v, prefix, ok)
+	}
+	if _, _, ok := v4all.Lookup(netip.MustParseAddr("::1")); ok {
+		t.Error("an IPv6 address matched 0.0.0.0/0")
+	}
+	if tab.Len() != 8 {
 		t.Errorf("Len = %d", tab.Len())
 	}
 	var empty *Table[int]
