@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/appfence/appfence/internal/synthetic"
 )
 
 // server is one DNS server under test: how to write its configuration and
@@ -38,7 +40,7 @@ func (o options) servers(dir, upstream string) (out []server, skipped []string) 
 			skipped = append(skipped, fmt.Sprintf("%s: %v", name, err))
 			return
 		}
-		addr, err := freeAddr()
+		addr, err := synthetic.FreeAddr()
 		if err == nil {
 			var argv []string
 			if argv, err = configure(path, addr); err == nil {
@@ -76,7 +78,7 @@ var blockedZones = []string{"tiktok.com", "tiktokv.com", "tiktokcdn.com", "byteo
 // metrics on a free port are kept (they are part of every query's work),
 // watching files and the query log are off.
 func appfenceConfig(addr, upstream string) string {
-	metrics, _ := freeAddr()
+	metrics, _ := synthetic.FreeAddr()
 	return fmt.Sprintf(`[server]
 listen = [%q]
 [upstream]
@@ -234,22 +236,4 @@ func (l *logBuffer) tail(n int) string {
 	defer l.mu.Unlock()
 	lines := strings.Split(strings.TrimRight(l.b.String(), "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
-}
-
-// freeAddr returns a loopback address with a port free for UDP and TCP.
-func freeAddr() (string, error) {
-	for i := 0; i < 20; i++ {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			return "", err
-		}
-		addr := pc.LocalAddr().String()
-		l, err := net.Listen("tcp", addr)
-		pc.Close()
-		if err == nil {
-			l.Close()
-			return addr, nil
-		}
-	}
-	return "", fmt.Errorf("no free port")
 }

@@ -118,10 +118,10 @@ func setUp(o options, out io.Writer) (*soak, error) {
 	if s.up, err = synthetic.Start(upstreamTTL); err != nil {
 		return nil, err
 	}
-	if s.dnsAddr, err = freeAddr(); err != nil {
+	if s.dnsAddr, err = synthetic.FreeAddr(); err != nil {
 		return nil, err
 	}
-	if s.metrics, err = freeAddr(); err != nil {
+	if s.metrics, err = synthetic.FreeAddr(); err != nil {
 		return nil, err
 	}
 	cfg := filepath.Join(s.dir, "appfence.toml")

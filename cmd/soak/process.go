@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -200,24 +199,6 @@ func (a *appfence) scrape(ctx context.Context) (sample, error) {
 	byLabel("appfence_queries_total", "action", s.queries)
 	byLabel("appfence_config_reloads_total", "result", s.reloads)
 	return s, nil
-}
-
-// freeAddr returns a loopback address with a port free for UDP and TCP.
-func freeAddr() (string, error) {
-	for i := 0; i < 20; i++ {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			return "", err
-		}
-		addr := pc.LocalAddr().String()
-		l, err := net.Listen("tcp", addr)
-		pc.Close()
-		if err == nil {
-			l.Close()
-			return addr, nil
-		}
-	}
-	return "", fmt.Errorf("no free port")
 }
 
 // tail returns the last n lines of s.

@@ -149,3 +149,22 @@ func AddrOf(name string, v6 bool) netip.Addr {
 	}
 	return netip.AddrFrom4([4]byte{198, 18 + byte(n>>16)&1, byte(n >> 8), byte(n)})
 }
+
+// FreeAddr returns a loopback address with a port free for UDP and TCP, for
+// a server started afterwards (the soak's and the bench's).
+func FreeAddr() (string, error) {
+	for i := 0; i < 20; i++ {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		addr := pc.LocalAddr().String()
+		l, err := net.Listen("tcp", addr)
+		pc.Close()
+		if err == nil {
+			l.Close()
+			return addr, nil
+		}
+	}
+	return "", fmt.Errorf("no free port")
+}
