@@ -41,6 +41,12 @@ func TestParseWire(t *testing.T) {
 		string(q.qname()) != "\x03WwW\x09Example-1\x05TEST_\x00" {
 		t.Errorf("parsed %+v", q)
 	}
+	cookie := plain(func(m *dns.Msg) {
+		m.IsEdns0().Option = []dns.EDNS0{&dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"}, &dns.EDNS0_PADDING{Padding: make([]byte, 20)}}
+	})
+	if !parseWire(cookie, &q, nil) || !q.edns {
+		t.Errorf("a query with a cookie and padding (as dig sends) is left to the full pipeline")
+	}
 	noEDNS := plain(func(m *dns.Msg) { m.Extra = nil })
 	if !parseWire(noEDNS, &q, nil) || q.edns || q.do || q.udpLimit() != 512 {
 		t.Errorf("without EDNS: %+v", q)
@@ -69,6 +75,10 @@ func TestParseWire(t *testing.T) {
 		{"additional not OPT", plain(func(m *dns.Msg) { m.Extra = []dns.RR{testRR} })},
 		{"EDNS version 1", patch(raw, len(raw)-5, 1)},
 		{"extended rcode", patch(raw, len(raw)-6, 1)},
+		{"client subnet", plain(func(m *dns.Msg) {
+			m.IsEdns0().Option = []dns.EDNS0{&dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.IPv4(192, 0, 2, 0)}}
+		})},
+		{"option cut short", patch(cookie, len(cookie)-22, 0xff)},
 		{"class CH", plain(func(m *dns.Msg) { m.Question[0].Qclass = dns.ClassCHAOS })},
 		{"ANY", plain(func(m *dns.Msg) { m.Question[0].Qtype = dns.TypeANY })},
 		{"AXFR", plain(func(m *dns.Msg) { m.Question[0].Qtype = dns.TypeAXFR })},

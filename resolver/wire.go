@@ -43,7 +43,8 @@ func (q *wireQuery) qname() []byte { return q.question[:len(q.question)-4] }
 //     than one question and at most one additional record (check answers
 //     those);
 //   - an additional record that is not an OPT of EDNS version 0 owned by
-//     the root, or bytes after the last record;
+//     the root, an option other than NSID, COOKIE and PADDING (see
+//     optionsParse), or bytes after the last record;
 //   - a class other than IN, or a type that is answered here (ANY, AXFR,
 //     IXFR) or is a meta-type (check);
 //   - the root name, or a label with a byte other than a letter, a digit,
@@ -117,7 +118,34 @@ func parseWire(raw []byte, q *wireQuery, name []byte) bool {
 	q.edns = true
 	q.udpSize = binary.BigEndian.Uint16(raw[off+3:])
 	q.do = raw[off+7]&0x80 != 0
-	return raw[off+5] == 0 // extended rcode bits in a query: left to check
+	return raw[off+5] == 0 && // extended rcode bits in a query: left to check
+		optionsParse(raw[off+11:])
+}
+
+// optionsParse reports whether the options of an OPT record are well
+// formed (code, length, data) and all of the kinds the fast path takes:
+// NSID, COOKIE (dig sends one) and PADDING, which miekg/dns unpacks
+// whatever their data. Other options, some of which miekg/dns checks (a
+// client subnet, a keepalive, ...), send the query through the full
+// pipeline, which drops it when it does not parse; options are hop by
+// hop, and AppFence answers none of them.
+func optionsParse(b []byte) bool {
+	for len(b) > 0 {
+		if len(b) < 4 {
+			return false
+		}
+		switch binary.BigEndian.Uint16(b) {
+		case dns.EDNS0NSID, dns.EDNS0COOKIE, dns.EDNS0PADDING:
+		default:
+			return false
+		}
+		n := 4 + int(binary.BigEndian.Uint16(b[2:]))
+		if n > len(b) {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
 }
 
 // udpLimit returns the largest UDP reply to q, as udpLimit does for a
