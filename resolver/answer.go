@@ -31,38 +31,59 @@ var (
 // blockAnswer builds the block response for req according to the
 // blocking.response mode: the question echoed, RA set, AA clear, an SOA in
 // the authority section with the block TTL, and EDE 15 naming the app for
-// EDNS clients (added by finish). A canary is always answered NXDOMAIN,
-// which is what the devices that ask for it look for.
+// EDNS clients (added by finish); see blockRcode.
 func blockAnswer(p *policy.Policy, req *dns.Msg, name string, d *policy.Decision) *dns.Msg {
-	b := p.Config.Blocking
 	resp := new(dns.Msg)
 	resp.SetReply(req)
 	q := req.Question[0]
-	ttl := uint32(b.TTL.Seconds())
+	ttl := blockTTL(p)
+	rcode, addr := blockRcode(p, q.Qtype, d)
+	resp.Rcode = rcode
+	if addr.IsValid() {
+		hdr := dns.RR_Header{Name: q.Name, Class: q.Qclass, Rrtype: q.Qtype, Ttl: ttl}
+		if addr.Is4() {
+			resp.Answer = []dns.RR{&dns.A{Hdr: hdr, A: addr.AsSlice()}}
+		} else {
+			resp.Answer = []dns.RR{&dns.AAAA{Hdr: hdr, AAAA: addr.AsSlice()}}
+		}
+	}
+	resp.Ns = []dns.RR{blockSOA(p, name, d, ttl)}
+	return resp
+}
+
+// blockTTL is the TTL of block answers and of their SOA.
+func blockTTL(p *policy.Policy) uint32 { return uint32(p.Config.Blocking.TTL.Seconds()) }
+
+// blockRcode returns the rcode of the block answer to a query of type
+// qtype decided d, under the blocking.response mode, and the address of
+// its answer record for the null and sinkhole modes (A and AAAA queries
+// with an address configured), or the zero Addr for no answer record. A
+// canary is always answered NXDOMAIN, which is what the devices that ask
+// for it look for.
+func blockRcode(p *policy.Policy, qtype uint16, d *policy.Decision) (int, netip.Addr) {
+	b := &p.Config.Blocking
 	response := b.Response
 	if d.Via == policy.ViaCanary {
 		response = config.ResponseNXDomain
 	}
 	switch response {
 	case config.ResponseNXDomain:
-		resp.Rcode = dns.RcodeNameError
+		return dns.RcodeNameError, netip.Addr{}
 	case config.ResponseRefused:
-		resp.Rcode = dns.RcodeRefused
+		return dns.RcodeRefused, netip.Addr{}
 	case config.ResponseNull, config.ResponseSinkhole:
-		hdr := dns.RR_Header{Name: q.Name, Class: q.Qclass, Rrtype: q.Qtype, Ttl: ttl}
 		v4, v6 := b.SinkholeIPv4, b.SinkholeIPv6
 		if response == config.ResponseNull {
 			v4, v6 = nullIPv4, nullIPv6
 		}
 		switch {
-		case q.Qtype == dns.TypeA && v4.IsValid():
-			resp.Answer = []dns.RR{&dns.A{Hdr: hdr, A: v4.AsSlice()}}
-		case q.Qtype == dns.TypeAAAA && v6.IsValid():
-			resp.Answer = []dns.RR{&dns.AAAA{Hdr: hdr, AAAA: v6.AsSlice()}}
+		case qtype == dns.TypeA && v4.IsValid():
+			return dns.RcodeSuccess, v4
+		case qtype == dns.TypeAAAA && v6.IsValid():
+			return dns.RcodeSuccess, v6
 		}
 	}
-	resp.Ns = []dns.RR{blockSOA(p, name, d, ttl)}
-	return resp
+	return dns.RcodeSuccess, netip.Addr{} // nodata, or no address for the type
 }
 
 // blockSOA returns the SOA of a block answer (see blockZone), with the
@@ -228,9 +249,18 @@ func finish(req, resp *dns.Msg, udp bool, ede *dns.EDNS0_EDE) {
 // does the same.
 func udpLimit(opt *dns.OPT) int {
 	if opt == nil {
+		return replyLimit(false, 0)
+	}
+	return replyLimit(true, opt.UDPSize())
+}
+
+// replyLimit is udpLimit for a client with or without EDNS and the UDP
+// payload size it gave.
+func replyLimit(edns bool, size uint16) int {
+	if !edns {
 		return dns.MinMsgSize
 	}
-	return min(max(dns.MinMsgSize, int(opt.UDPSize())), ednsSize)
+	return min(max(dns.MinMsgSize, int(size)), ednsSize)
 }
 
 // stripOPT removes OPT records, which are hop-by-hop.

@@ -7,7 +7,6 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/appfence/appfence/config"
 	"github.com/appfence/appfence/internal/dnsname"
 	"github.com/appfence/appfence/internal/dnswire"
 	"github.com/appfence/appfence/resolver/cache"
@@ -59,81 +58,65 @@ func (h *Handler) serveWire(raw []byte, client netip.Addr, udp bool, out []byte,
 	if udp {
 		limit = q.udpLimit()
 	}
-	var rcode int
+	var reply []byte
+	var ok bool
 	if d.Action == policy.ActionBlock {
-		reply, ok := h.appendBlock(out, st, &q, name, &d, limit, s)
-		if !ok {
-			return out, false
-		}
-		rcode, out = int(reply[len(out)+3]&0xF), reply
+		reply, ok = appendBlock(out, st.Policy, &q, name, &d, limit, s)
 	} else {
-		c := h.cache
-		if !c.Enabled() {
-			return out, false
-		}
-		key := cache.Key{Name: name, Type: q.qtype, Class: q.qclass, DO: q.do, CD: q.cd}
-		now := c.Now()
-		e, fresh := c.Lookup(key, now)
-		if !fresh {
-			return out, false
-		}
-		var reply []byte
-		var ok bool
-		if inspectEntry(st, e, nil, now, &d) {
-			reply, ok = h.appendBlock(out, st, &q, name, &d, limit, s)
-		} else {
-			r := cache.Request{
-				ID: q.id, QName: q.qname(), RD: q.rd, CD: q.cd, AD: q.ad,
-				EDNS: q.edns, DO: q.do, Payload: ednsSize, Limit: limit,
-			}
-			reply, ok = e.AppendReply(out, &r, now)
-		}
-		if !ok {
-			return out, false
-		}
-		if c.Hit(e, now) {
-			// The upstream query is made from a dns.Msg, as for a miss.
-			req := new(dns.Msg)
-			if req.Unpack(raw) == nil {
-				c.Refresh(key, h.fetch(st, req, name))
-			}
-		}
-		rcode, out = int(reply[len(out)+3]&0xF), reply
+		reply, ok = h.appendHit(out, st, raw, &q, name, &d, limit, s)
 	}
-	h.observe(st, &d, client, question{raw: raw}, rcode, start)
-	return out, true
+	if !ok {
+		return out, false
+	}
+	h.observe(st, &d, client, question{raw: raw}, int(reply[len(out)+3]&0xF), start)
+	return reply, true
+}
+
+// appendHit appends the reply to q from a fresh cache entry, or the block
+// answer when the entry's findings block it for d's group, and counts the
+// hit. It returns false, having counted nothing, without a fresh entry or
+// when the reply would be larger than limit.
+func (h *Handler) appendHit(dst []byte, st *State, raw []byte, q *wireQuery, name string, d *policy.Decision, limit int, s *fastScratch) ([]byte, bool) {
+	c := h.cache
+	if !c.Enabled() {
+		return dst, false
+	}
+	key := cache.Key{Name: name, Type: q.qtype, Class: q.qclass, DO: q.do, CD: q.cd}
+	now := c.Now()
+	e, fresh := c.Lookup(key, now)
+	if !fresh {
+		return dst, false
+	}
+	var reply []byte
+	var ok bool
+	if inspectEntry(st, e, nil, now, d) {
+		reply, ok = appendBlock(dst, st.Policy, q, name, d, limit, s)
+	} else {
+		r := cache.Request{
+			ID: q.id, QName: q.qname(), RD: q.rd, CD: q.cd, AD: q.ad,
+			EDNS: q.edns, DO: q.do, Payload: ednsSize, Limit: limit,
+		}
+		reply, ok = e.AppendReply(dst, &r, now)
+	}
+	if !ok {
+		return dst, false
+	}
+	if c.Hit(e, now) {
+		// The upstream query is made from a dns.Msg, as for a miss.
+		req := new(dns.Msg)
+		if req.Unpack(raw) == nil {
+			c.Refresh(key, h.fetch(st, req, name))
+		}
+	}
+	return reply, true
 }
 
 // appendBlock appends the block answer to q decided d, as blockAnswer and
 // finish build it, and returns false when it would be larger than limit
 // (0: no limit).
-func (h *Handler) appendBlock(dst []byte, st *State, q *wireQuery, name string, d *policy.Decision, limit int, s *fastScratch) ([]byte, bool) {
-	p := st.Policy
-	b := &p.Config.Blocking
-	ttl := uint32(b.TTL.Seconds())
-	response := b.Response
-	if d.Via == policy.ViaCanary {
-		response = config.ResponseNXDomain
-	}
-	rcode := dns.RcodeSuccess
-	var addr netip.Addr
-	switch response {
-	case config.ResponseNXDomain:
-		rcode = dns.RcodeNameError
-	case config.ResponseRefused:
-		rcode = dns.RcodeRefused
-	case config.ResponseNull, config.ResponseSinkhole:
-		v4, v6 := b.SinkholeIPv4, b.SinkholeIPv6
-		if response == config.ResponseNull {
-			v4, v6 = nullIPv4, nullIPv6
-		}
-		switch {
-		case q.qtype == dns.TypeA && v4.IsValid():
-			addr = v4
-		case q.qtype == dns.TypeAAAA && v6.IsValid():
-			addr = v6
-		}
-	}
+func appendBlock(dst []byte, p *policy.Policy, q *wireQuery, name string, d *policy.Decision, limit int, s *fastScratch) ([]byte, bool) {
+	ttl := blockTTL(p)
+	rcode, addr := blockRcode(p, q.qtype, d)
 	var an, ar uint16
 	if addr.IsValid() {
 		an = 1
@@ -175,7 +158,7 @@ func (h *Handler) appendBlock(dst []byte, st *State, q *wireQuery, name string, 
 
 	if q.edns {
 		var ede *dnswire.EDE
-		if b.ExtendedErrors {
+		if p.Config.Blocking.ExtendedErrors {
 			s.text = appendBlockText(s.text[:0], d)
 			ede = &dnswire.EDE{Code: dns.ExtendedErrorCodeBlocked, Text: s.text}
 		}

@@ -24,15 +24,25 @@ func check(req *dns.Msg) int {
 	case req.Truncated, len(req.Question) != 1, len(req.Answer) != 0, len(req.Ns) != 0, len(req.Extra) > 1:
 		return dns.RcodeFormatError
 	}
-	switch t := req.Question[0].Qtype; {
-	case t == dns.TypeOPT, t == dns.TypeTSIG, t == dns.TypeTKEY, t == dns.TypeMAILA, t == dns.TypeMAILB,
-		t >= 128 && t <= 248:
+	if badQuestionType(req.Question[0].Qtype) {
 		return dns.RcodeFormatError
 	}
 	if opt := req.IsEdns0(); opt != nil && opt.Version() != 0 {
 		return dns.RcodeBadVers
 	}
 	return dns.RcodeSuccess
+}
+
+// badQuestionType reports whether t is a type no question may ask: one
+// that is only meaningful inside a message (OPT, TSIG, TKEY), obsolete
+// (MAILA, MAILB) or a reserved meta-type (128-248).
+func badQuestionType(t uint16) bool {
+	switch {
+	case t == dns.TypeOPT, t == dns.TypeTSIG, t == dns.TypeTKEY, t == dns.TypeMAILA, t == dns.TypeMAILB,
+		t >= 128 && t <= 248:
+		return true
+	}
+	return false
 }
 
 // anyTTL is the TTL of the answer to ANY.

@@ -23,10 +23,12 @@ import (
 // Limits of the server that are not configuration keys. Each bounds memory
 // or time that a client, or a flood of them, could otherwise take.
 const (
-	// maxUDPInFlight bounds the UDP queries being answered at once (about
-	// 10 KiB each). A packet that arrives beyond it is dropped and counted:
-	// the client retries, and memory stays bounded when the upstream is
-	// slow and queries pile up.
+	// maxUDPInFlight bounds the UDP queries being answered at once by the
+	// full pipeline, each in a goroutine of its own (about 10 KiB each):
+	// those the fast path does not answer in the reading goroutine, cache
+	// misses above all. A packet that arrives beyond it is dropped and
+	// counted: the client retries, and memory stays bounded when the
+	// upstream is slow and queries pile up.
 	maxUDPInFlight = 10000
 	// maxTCPQueries is how many queries one TCP connection may send; the
 	// connection is closed after the reply to the last one, and the client

@@ -99,10 +99,7 @@ func parseWire(raw []byte, q *wireQuery, name []byte) bool {
 	q.name = name
 	off += 4
 	switch t := q.qtype; {
-	case q.qclass != dns.ClassINET,
-		t == dns.TypeANY, t == dns.TypeAXFR, t == dns.TypeIXFR,
-		t == dns.TypeOPT, t == dns.TypeTSIG, t == dns.TypeTKEY, t == dns.TypeMAILA, t == dns.TypeMAILB,
-		t >= 128 && t <= 248:
+	case q.qclass != dns.ClassINET, t == dns.TypeANY, t == dns.TypeAXFR, t == dns.TypeIXFR, badQuestionType(t):
 		return false
 	}
 	q.edns, q.do, q.udpSize = false, false, 0
@@ -148,14 +145,8 @@ func optionsParse(b []byte) bool {
 	return true
 }
 
-// udpLimit returns the largest UDP reply to q, as udpLimit does for a
-// dns.Msg.
-func (q *wireQuery) udpLimit() int {
-	if !q.edns {
-		return dns.MinMsgSize
-	}
-	return min(max(dns.MinMsgSize, int(q.udpSize)), ednsSize)
-}
+// udpLimit returns the largest UDP reply to q (see replyLimit).
+func (q *wireQuery) udpLimit() int { return replyLimit(q.edns, q.udpSize) }
 
 // appendHeader appends the header of a reply to q: the client's ID, RD and
 // CD, QR and RA set, the given rcode and section counts.
