@@ -117,8 +117,8 @@ type Policy struct {
 	// the policy from working.
 	Warnings []string
 
-	allowed    *iptable.Table[struct{}]
-	groups     *iptable.Table[*Group]
+	allowed *iptable.Table[struct{}]
+	groups  *iptable.Table[*Group]
 	// byClientID and byCert place clients by ClientID and by verified
 	// certificate name (identity.go).
 	byClientID map[string]*Group
