@@ -57,6 +57,7 @@ type TLSServer struct {
 	// Limits, the constants above; tests lower them.
 	handshakeTimeout time.Duration
 	maxInFlight      int
+	certEvery        time.Duration
 
 	dot       []net.Listener
 	doh       []*http.Server
@@ -78,7 +79,7 @@ func NewTLSServer(s *Server, m *metrics.Transport, log *slog.Logger) *TLSServer 
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &TLSServer{srv: s, log: log, metrics: m,
-		handshakeTimeout: tlsHandshakeTimeout, maxInFlight: maxDoTInFlight,
+		handshakeTimeout: tlsHandshakeTimeout, maxInFlight: maxDoTInFlight, certEvery: certCheckEvery,
 		conns: map[net.Conn]struct{}{}, errs: make(chan error, 1)}
 }
 
@@ -90,7 +91,7 @@ func (t *TLSServer) Start(cfg config.TLS) error {
 		return nil
 	}
 	t.cfg = cfg
-	t.certs = &certReloader{certFile: cfg.CertFile, keyFile: cfg.KeyFile, log: t.log, every: certCheckEvery}
+	t.certs = &certReloader{certFile: cfg.CertFile, keyFile: cfg.KeyFile, log: t.log, every: t.certEvery}
 	if t.metrics != nil {
 		t.certs.expiry = t.metrics.CertExpiry
 	}

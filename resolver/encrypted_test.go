@@ -74,6 +74,13 @@ type tlsEnv struct {
 
 func startTLSEnv(t *testing.T) *tlsEnv {
 	t.Helper()
+	return startTLSEnvWith(t, nil)
+}
+
+// startTLSEnvWith is startTLSEnv with adjust called on the TLS server
+// before it starts (to lower its limits); adjust may be nil.
+func startTLSEnvWith(t *testing.T, adjust func(*TLSServer)) *tlsEnv {
+	t.Helper()
 	ca := dnstest.NewCA(t)
 	dir := t.TempDir()
 	certFile, keyFile := dnstest.WritePair(t, dir, ca.Issue(t, "dns.test", "*.dns.test", "127.0.0.1"))
@@ -81,9 +88,13 @@ func startTLSEnv(t *testing.T) *tlsEnv {
 	e := startEnvWith(t, up, fmt.Sprintf(tlsConfig, certFile, keyFile, ca.WriteFile(t), up.Addr))
 	tm := metrics.NewTransport(e.metrics.Registry)
 	ts := NewTLSServer(e.srv, tm, nil)
+	if adjust != nil {
+		adjust(ts)
+	}
 	if err := ts.Start(e.handler.State().Policy.Config.Server.TLS); err != nil {
 		t.Fatal(err)
 	}
+
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -374,8 +385,7 @@ func TestDoHErrors(t *testing.T) {
 }
 
 func TestTLSCertificateReload(t *testing.T) {
-	e := startTLSEnv(t)
-	e.tls.certs.every = 0
+	e := startTLSEnvWith(t, func(ts *TLSServer) { ts.certEvery = 0 })
 	serial := func() string {
 		t.Helper()
 		c, err := tls.Dial("tcp", e.tls.DoTAddrs()[0].String(), &tls.Config{RootCAs: e.ca.Pool(), ServerName: "dns.test"})
@@ -428,10 +438,9 @@ func TestTLSCertificateReload(t *testing.T) {
 }
 
 func TestTLSHandshakeTimeoutAndMetrics(t *testing.T) {
-	e := startTLSEnv(t)
 	// A client that connects and sends nothing is cut off, and plain DNS
 	// goes on meanwhile.
-	e.tls.handshakeTimeout = 200 * time.Millisecond
+	e := startTLSEnvWith(t, func(ts *TLSServer) { ts.handshakeTimeout = 200 * time.Millisecond })
 	c, err := net.Dial("tcp", e.tls.DoTAddrs()[0].String())
 	if err != nil {
 		t.Fatal(err)
