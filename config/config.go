@@ -10,6 +10,7 @@ package config
 
 import (
 	"net/netip"
+	"regexp"
 	"time"
 )
 
@@ -39,7 +40,34 @@ type Server struct {
 	RateLimit         int
 	TCPIdleTimeout    time.Duration
 	MaxTCPConnections int
+	TLS               TLS
 }
+
+// TLS is the [server.tls] section: the encrypted listeners. They are off
+// unless CertFile is set.
+type TLS struct {
+	// CertFile and KeyFile are absolute paths of the PEM certificate chain
+	// and its key; both are re-read when they change.
+	CertFile string
+	KeyFile  string
+	// ServerName is the canonical name the certificate is for; a ClientID
+	// in SNI is the one label in front of it. Empty: no ClientID in SNI.
+	ServerName string
+	// DoTListen and DoHListen are the addresses of DNS over TLS (RFC 7858)
+	// and DNS over HTTPS (RFC 8484).
+	DoTListen []string
+	DoHListen []string
+	// DoQListen is validated but not yet served (DNS over QUIC).
+	DoQListen []string
+	// ClientCAFile is the CA bundle client certificates are verified
+	// against; empty: clients are not asked for a certificate.
+	ClientCAFile string
+	// ProxyProtocol is validated but not yet used (PROXY protocol v2).
+	ProxyProtocol []netip.Prefix
+}
+
+// Enabled reports whether the encrypted listeners are configured.
+func (t *TLS) Enabled() bool { return t.CertFile != "" }
 
 // Upstream is the [upstream] section.
 type Upstream struct {
@@ -143,10 +171,23 @@ const DefaultGroup = "default"
 type Group struct {
 	Name    string
 	Clients []netip.Prefix
-	Allow   []AppRef
-	Block   []AppRef
-	Line    int
+	// ClientIDs are canonical (lower case) ClientIDs of the group's
+	// devices: the DoH path /dns-query/{id} or the SNI label under
+	// server.tls.server_name.
+	ClientIDs []string
+	// ClientCerts name verified client certificates: a DNS SAN, the CN,
+	// or "sha256:" and the hex SHA-256 of the certificate (lower case).
+	ClientCerts []string
+	// RequireCert: only a verified certificate places a client in the
+	// group (Clients and ClientIDs must then be empty).
+	RequireCert bool
+	Allow       []AppRef
+	Block       []AppRef
+	Line        int
 }
+
+// ClientIDRE is the syntax of a ClientID (compared in lower case).
+var ClientIDRE = regexp.MustCompile(`^[a-z0-9-]{1,63}$`)
 
 // Metrics is the [metrics] section.
 type Metrics struct {

@@ -167,6 +167,18 @@ func TestParseErrors(t *testing.T) {
 		{"missing ca", "[upstream]\nca_file = \"nope.pem\"\n", []string{`f.toml:2: upstream.ca_file:`}},
 		{"duplicate upstream", "[upstream]\nservers = [\"192.0.2.1\", \"192.0.2.1\"]\n", []string{`f.toml:2: upstream.servers[1]: "192.0.2.1" listed twice`}},
 		{"min over max", "[cache]\nmin_ttl = \"2h\"\nmax_ttl = \"1h\"\n", []string{`cache.min_ttl: 2h0m0s is more than max_ttl 1h0m0s`}},
+		{"tls listener without cert", "[server.tls]\ndot_listen = [\":853\"]\n", []string{`f.toml:1: server.tls.cert_file: needed for the encrypted listeners`}},
+		{"tls missing cert", "[server.tls]\ncert_file = \"nope.pem\"\nkey_file = \"nope.key\"\ndot_listen = [\":853\"]\n", []string{`f.toml:2: server.tls.cert_file: open`}},
+		{"tls no key", "[server.tls]\ncert_file = \"c.pem\"\ndoh_listen = [\":443\"]\n", []string{`server.tls.key_file: needed with cert_file`}},
+		{"tls no listener", "[server.tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\n", []string{`no dot_listen, doh_listen or doq_listen`}},
+		{"tls bad listen", "[server.tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\ndot_listen = [\"localhost:853\"]\n", []string{`f.toml:4: server.tls.dot_listen[0]: "localhost:853"`}},
+		{"tls bad server name", "[server.tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\nserver_name = \"*.x\"\ndot_listen = [\":853\"]\n", []string{`f.toml:4: server.tls.server_name: "*.x": not a host name`}},
+		{"tls missing client ca", "[server.tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\ndot_listen = [\":853\"]\nclient_ca_file = \"ca.pem\"\n", []string{`f.toml:5: server.tls.client_ca_file:`}},
+		{"bad client id", "[[group]]\nname = \"a\"\nclient_ids = [\"ok-1\", \"not_ok\"]\n", []string{`f.toml:3: group[0].client_ids[1]: "not_ok": a ClientID is 1 to 63`}},
+		{"client id in two groups", "[[group]]\nname = \"a\"\nclient_ids = [\"x\"]\n[[group]]\nname = \"b\"\nclient_ids = [\"X\"]\n", []string{`f.toml:6: group[1].client_ids[0]: ClientID "x" is also in group "a" (line 3)`}},
+		{"bad cert hash", "[[group]]\nname = \"a\"\nclient_certs = [\"sha256:abc\"]\n", []string{`f.toml:3: group[0].client_certs[0]: "sha256:abc"`}},
+		{"require_cert without certs", "[[group]]\nname = \"a\"\nclient_ids = [\"x\"]\nrequire_cert = true\n", []string{`f.toml:4: group[0].require_cert: group "a" requires a certificate but names none`, `takes no clients or client_ids`}},
+		{"default with client ids", "[[group]]\nname = \"default\"\nclient_ids = [\"x\"]\n", []string{`takes no client_ids, client_certs or require_cert`}},
 		{"bad log level", "[log]\nlevel = \"loud\"\n", []string{`f.toml:2: log.level: "loud"`}},
 	}
 	for _, tt := range tests {

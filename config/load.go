@@ -102,6 +102,16 @@ type rawConfig struct {
 		RateLimit         int      `toml:"rate_limit"`
 		TCPIdleTimeout    string   `toml:"tcp_idle_timeout"`
 		MaxTCPConnections int      `toml:"max_tcp_connections"`
+		TLS               struct {
+			CertFile      string   `toml:"cert_file"`
+			KeyFile       string   `toml:"key_file"`
+			ServerName    string   `toml:"server_name"`
+			DoTListen     []string `toml:"dot_listen"`
+			DoHListen     []string `toml:"doh_listen"`
+			DoQListen     []string `toml:"doq_listen"`
+			ClientCAFile  string   `toml:"client_ca_file"`
+			ProxyProtocol []string `toml:"proxy_protocol"`
+		} `toml:"tls"`
 	} `toml:"server"`
 	Upstream struct {
 		Servers  []string `toml:"servers"`
@@ -135,10 +145,13 @@ type rawConfig struct {
 		Monitor        []string `toml:"monitor"`
 	} `toml:"blocking"`
 	Groups []struct {
-		Name    string   `toml:"name"`
-		Clients []string `toml:"clients"`
-		Allow   []string `toml:"allow"`
-		Block   []string `toml:"block"`
+		Name        string   `toml:"name"`
+		Clients     []string `toml:"clients"`
+		ClientIDs   []string `toml:"client_ids"`
+		ClientCerts []string `toml:"client_certs"`
+		RequireCert bool     `toml:"require_cert"`
+		Allow       []string `toml:"allow"`
+		Block       []string `toml:"block"`
 	} `toml:"group"`
 	Metrics struct {
 		Listen string `toml:"listen"`

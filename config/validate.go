@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"io"
@@ -14,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/miekg/dns"
 
 	"github.com/appfence/appfence/internal/dnsname"
 	"github.com/appfence/appfence/internal/iptable"
@@ -93,7 +96,69 @@ func (v *validator) server(raw *rawConfig, s *Server) {
 		v.errorf("server.max_tcp_connections", "%d: must be at least 1", r.MaxTCPConnections)
 	}
 	s.MaxTCPConnections = r.MaxTCPConnections
+	v.tls(raw, &s.TLS)
 }
+
+// tls validates [server.tls].
+func (v *validator) tls(raw *rawConfig, t *TLS) {
+	r := raw.Server.TLS
+	listeners := len(r.DoTListen) + len(r.DoHListen) + len(r.DoQListen)
+	if r.CertFile == "" {
+		if listeners > 0 || r.KeyFile != "" || r.ClientCAFile != "" {
+			v.errorf("server.tls.cert_file", "needed for the encrypted listeners (dot_listen, doh_listen, doq_listen)")
+		}
+		return
+	}
+	if r.KeyFile == "" {
+		v.errorf("server.tls.key_file", "needed with cert_file")
+	}
+	if listeners == 0 {
+		v.errorf("server.tls", "cert_file is set but no dot_listen, doh_listen or doq_listen")
+	}
+	t.CertFile, t.KeyFile = v.path(r.CertFile), v.path(r.KeyFile)
+	if r.KeyFile != "" {
+		if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
+			v.errorf("server.tls.cert_file", "%v", err)
+		}
+	}
+	if r.ServerName != "" {
+		n := dnsname.Canonical(r.ServerName)
+		if _, ok := dns.IsDomainName(n); !ok || strings.Contains(n, "*") || n == "" {
+			v.errorf("server.tls.server_name", "%q: not a host name", r.ServerName)
+		}
+		t.ServerName = n
+	}
+	listen := func(key string, addrs []string) []string {
+		var out []string
+		for i, a := range addrs {
+			if err := checkHostPort(a); err != nil {
+				v.errorf(elem(key, i), "%q: %v", a, err)
+				continue
+			}
+			out = append(out, a)
+		}
+		return out
+	}
+	t.DoTListen = listen("server.tls.dot_listen", r.DoTListen)
+	t.DoHListen = listen("server.tls.doh_listen", r.DoHListen)
+	t.DoQListen = listen("server.tls.doq_listen", r.DoQListen)
+	if r.ClientCAFile != "" {
+		t.ClientCAFile = v.path(r.ClientCAFile)
+		if err := checkCAFile(t.ClientCAFile); err != nil {
+			v.errorf("server.tls.client_ca_file", "%v", err)
+		}
+	}
+	for i, c := range r.ProxyProtocol {
+		p, err := iptable.ParsePrefix(c)
+		if err != nil {
+			v.errorf(elem("server.tls.proxy_protocol", i), "%v", err)
+			continue
+		}
+		t.ProxyProtocol = append(t.ProxyProtocol, p)
+	}
+}
+
+var certNameRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 
 func (v *validator) upstream(raw *rawConfig, u *Upstream) {
 	r := raw.Upstream
@@ -296,6 +361,8 @@ func (v *validator) groups(raw *rawConfig) []Group {
 	var groups []Group
 	names := map[string]int{}           // name -> line
 	owners := map[netip.Prefix]string{} // prefix -> "group X (line N)"
+	idOwners := map[string]string{}     // ClientID -> "group X (line N)"
+	certOwners := map[string]string{}   // certificate name -> "group X (line N)"
 	for i, r := range raw.Groups {
 		path := elem("group", i)
 		g := Group{Name: r.Name, Line: v.line(path)}
@@ -312,8 +379,52 @@ func (v *validator) groups(raw *rawConfig) []Group {
 		if r.Name == DefaultGroup && len(r.Clients) > 0 {
 			v.errorf(path+".clients", "the %q group holds every client that matches no other group: it takes no clients", DefaultGroup)
 		}
-		if r.Name != DefaultGroup && len(r.Clients) == 0 {
-			v.errorf(path+".clients", "group %q has no clients", r.Name)
+		if r.Name == DefaultGroup && (len(r.ClientIDs) > 0 || len(r.ClientCerts) > 0 || r.RequireCert) {
+			v.errorf(path, "the %q group takes no client_ids, client_certs or require_cert", DefaultGroup)
+		}
+		if r.Name != DefaultGroup && len(r.Clients)+len(r.ClientIDs)+len(r.ClientCerts) == 0 {
+			v.errorf(path+".clients", "group %q has no clients, client_ids or client_certs", r.Name)
+		}
+		if r.RequireCert {
+			g.RequireCert = true
+			if len(r.ClientCerts) == 0 {
+				v.errorf(path+".require_cert", "group %q requires a certificate but names none in client_certs", r.Name)
+			}
+			if len(r.Clients)+len(r.ClientIDs) > 0 {
+				v.errorf(path+".require_cert", "group %q: only a certificate places a client in it, so it takes no clients or client_ids", r.Name)
+			}
+		}
+		for j, id := range r.ClientIDs {
+			key := elem(path+".client_ids", j)
+			c := strings.ToLower(id)
+			if !ClientIDRE.MatchString(c) {
+				v.errorf(key, "%q: a ClientID is 1 to 63 of a-z, 0-9 and '-'", id)
+				continue
+			}
+			if other, dup := idOwners[c]; dup {
+				v.errorf(key, "ClientID %q is also in %s", c, other)
+				continue
+			}
+			idOwners[c] = fmt.Sprintf("group %q (line %d)", r.Name, v.line(key))
+			g.ClientIDs = append(g.ClientIDs, c)
+		}
+		for j, n := range r.ClientCerts {
+			key := elem(path+".client_certs", j)
+			c := strings.ToLower(strings.TrimSuffix(n, "."))
+			if strings.HasPrefix(c, "sha256:") && !certNameRE.MatchString(c) {
+				v.errorf(key, "%q: sha256: is followed by the 64 hex digits of the certificate's SHA-256", n)
+				continue
+			}
+			if c == "" {
+				v.errorf(key, "empty certificate name")
+				continue
+			}
+			if other, dup := certOwners[c]; dup {
+				v.errorf(key, "certificate %q is also in %s", c, other)
+				continue
+			}
+			certOwners[c] = fmt.Sprintf("group %q (line %d)", r.Name, v.line(key))
+			g.ClientCerts = append(g.ClientCerts, c)
 		}
 		for j, c := range r.Clients {
 			p, err := iptable.ParsePrefix(c)

@@ -86,8 +86,12 @@ func (h *Handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	start := time.Now()
 	_, udp := w.RemoteAddr().(*net.UDPAddr)
 	client := clientAddr(w.RemoteAddr())
+	var id *policy.Identity
+	if iw, ok := w.(identified); ok {
+		id = iw.identity()
+	}
 	st := h.state.Load()
-	resp, name, d := h.answer(st, req, client)
+	resp, name, d := h.answer(st, req, client, id)
 	var rcode int
 	if resp == nil {
 		rcode = h.resolve(st, w, req, name, udp, &d)
@@ -103,23 +107,34 @@ func (h *Handler) refuse(w dns.ResponseWriter, req *dns.Msg, client netip.Addr) 
 	start := time.Now()
 	st := h.state.Load()
 	rcode := h.write(w, req, errorReply(req, dns.RcodeRefused), false, nil)
-	d := policy.Decision{Action: policy.ActionRefuse, Group: st.Policy.GroupOf(client)}
+	var id *policy.Identity
+	if iw, ok := w.(identified); ok {
+		id = iw.identity()
+	}
+	d := policy.Decision{Action: policy.ActionRefuse, Group: st.Policy.GroupFor(client, id)}
 	h.observe(st, &d, client, question{msg: req}, rcode, start)
+}
+
+// identified is a dns.ResponseWriter of an encrypted transport, which
+// knows more of the client than its address (identity.go).
+type identified interface {
+	identity() *policy.Identity
 }
 
 // answer decides. It returns the reply of a query answered here (refused,
 // malformed, blocked, ANY, zone transfers), or nil and the canonical name
-// for a query to resolve.
-func (h *Handler) answer(st *State, req *dns.Msg, client netip.Addr) (*dns.Msg, string, policy.Decision) {
+// for a query to resolve. id is the client's identity beyond its address,
+// nil on UDP and TCP.
+func (h *Handler) answer(st *State, req *dns.Msg, client netip.Addr, id *policy.Identity) (*dns.Msg, string, policy.Decision) {
 	p := st.Policy
 	if !p.Allowed(client) {
-		return errorReply(req, dns.RcodeRefused), "", policy.Decision{Action: policy.ActionRefuse, Group: p.GroupOf(client)}
+		return errorReply(req, dns.RcodeRefused), "", policy.Decision{Action: policy.ActionRefuse, Group: p.GroupFor(client, id)}
 	}
 	if rcode := check(req); rcode != dns.RcodeSuccess {
-		return errorReply(req, rcode), "", policy.Decision{Group: p.GroupOf(client)}
+		return errorReply(req, rcode), "", policy.Decision{Group: p.GroupFor(client, id)}
 	}
 	name := dnsname.Canonical(req.Question[0].Name)
-	d := p.Decide(client, name)
+	d := p.DecideFor(client, id, name)
 	switch {
 	case d.Action == policy.ActionBlock:
 		return blockAnswer(p, req, name, &d), name, d

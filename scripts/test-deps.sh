@@ -4,7 +4,9 @@
 # and unit-tests the alert rules and the dashboard's queries, nft
 # (nftables), which checks the example firewall ruleset (in a namespace of
 # its own: nothing is applied to the machine), and systemd-analyze
-# (systemd), which checks the systemd unit offline.
+# (systemd), which checks the systemd unit offline, and kdig
+# (knot-dnsutils), the independent DoT and DoH client of the encrypted
+# listeners' tests.
 # Uses apt-get when it can (root, Debian/Ubuntu); otherwise says what to install.
 set -eu
 missing=""
@@ -12,6 +14,7 @@ command -v dig >/dev/null 2>&1 || missing="$missing bind9-dnsutils"
 command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
 command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing="$missing nftables"
 command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
+command -v kdig >/dev/null 2>&1 || missing="$missing knot-dnsutils"
 [ -z "$missing" ] && exit 0
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   echo "installing:$missing"

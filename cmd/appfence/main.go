@@ -4,6 +4,7 @@
 //	appfence serve   [-config FILE]
 //	appfence check   [-config FILE] [-json] [-fetch]
 //	appfence explain [-config FILE] [-json] -client IP NAME... [TYPE]
+//	appfence profile [-config FILE] -client-id ID [-protocol https|tls] [-cert-uuid UUID] [-android]
 //	appfence version
 package main
 
@@ -25,6 +26,7 @@ const usage = `usage:
   appfence serve   [-config FILE]                        run the resolver (no -config: built-in config)
   appfence check   [-config FILE] [-json] [-fetch]       validate everything, print a summary
   appfence explain [-config FILE] [-json] -client IP NAME... [TYPE]   the decision for names, no network
+  appfence profile [-config FILE] -client-id ID [-protocol https|tls] [-cert-uuid UUID] [-android]   a device's MDM profile
   appfence version
 `
 
@@ -47,6 +49,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return check(args[1:], stdout, stderr)
 	case "explain":
 		return explain(args[1:], stdin, stdout, stderr)
+	case "profile":
+		return profile(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "appfence %s %s %s/%s\n", buildVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0

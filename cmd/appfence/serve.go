@@ -61,6 +61,12 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 		log.Error("start", "err", err)
 		return 1
 	}
+	tlsSrv := resolver.NewTLSServer(srv, metrics.NewTransport(m.Registry), log)
+	if err := tlsSrv.Start(p.Config.Server.TLS); err != nil {
+		log.Error("start encrypted listeners", "err", err)
+		srv.Shutdown(context.Background())
+		return 1
+	}
 	d.listening.Store(true)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -101,6 +107,10 @@ loop:
 			log.Error("dns server failed", "err", err)
 			code = 1
 			break loop
+		case err := <-tlsSrv.Err():
+			log.Error("encrypted dns server failed", "err", err)
+			code = 1
+			break loop
 		case err := <-httpErr:
 			if err != nil {
 				log.Error("metrics server failed", "err", err)
@@ -114,6 +124,9 @@ loop:
 	log.Info("shutting down: finishing queries in flight")
 	sctx, scancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer scancel()
+	if err := tlsSrv.Shutdown(sctx); err != nil {
+		log.Warn("shutdown of the encrypted listeners", "err", err)
+	}
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("shutdown", "err", err)
 	}

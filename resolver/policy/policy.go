@@ -117,8 +117,12 @@ type Policy struct {
 	// the policy from working.
 	Warnings []string
 
-	allowed    *iptable.Table[struct{}]
-	groups     *iptable.Table[*Group]
+	allowed *iptable.Table[struct{}]
+	groups  *iptable.Table[*Group]
+	// byClientID and byCert place clients by ClientID and by verified
+	// certificate name (identity.go).
+	byClientID map[string]*Group
+	byCert     map[string]*Group
 	anyBlocked bool
 	// ipRanges holds every app's ip_ranges, for answer inspection.
 	ipRanges *iptable.Table[ipRule]
@@ -174,6 +178,7 @@ func Build(cfg *config.Config, set *blocklists.Set) (*Policy, error) {
 		for _, pr := range gc.Clients {
 			members[pr] = g
 		}
+		p.identities(g, gc)
 		p.actions(g, gc)
 		for _, pr := range gc.Clients {
 			if !p.allowed.Contains(pr.Addr()) {

@@ -1,0 +1,151 @@
+package resolver
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/appfence/appfence/resolver/policy"
+)
+
+// acceptDoT accepts DNS-over-TLS connections (RFC 7858) on l until
+// Shutdown. Like TCP, a connection beyond server.max_tcp_connections (DoT
+// connections are counted on their own) is reset at once.
+func (t *TLSServer) acceptDoT(l net.Listener) {
+	defer t.loops.Done()
+	var backoff time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			t.mu.Lock()
+			closing := t.closing
+			t.mu.Unlock()
+			if closing || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			if retryable(err) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				time.Sleep(backoff)
+				continue
+			}
+			t.fail(err)
+			return
+		}
+		backoff = 0
+		client := clientAddr(c.RemoteAddr())
+		if t.dotActive.Add(1) > int64(t.settings().MaxTCPConnections) {
+			t.dotActive.Add(-1)
+			reset(c)
+			t.srv.drop(client, errTooManyConnections)
+			continue
+		}
+		t.mu.Lock()
+		if t.closing {
+			t.mu.Unlock()
+			t.dotActive.Add(-1)
+			c.Close()
+			return
+		}
+		t.conns[c] = struct{}{}
+		t.serving.Add(1)
+		t.mu.Unlock()
+		go t.serveDoT(c, client)
+	}
+}
+
+// serveDoT does the TLS handshake of one connection, within
+// handshakeTimeout, and answers its queries: framed like TCP, up to
+// maxInFlight at once, each reply sent when it is ready (RFC 7858, 3.3).
+// The connection is closed when the client closes it, is silent for
+// server.tcp_idle_timeout, sends a packet that is dropped, or does not take
+// a reply within that time.
+func (t *TLSServer) serveDoT(raw net.Conn, client netip.Addr) {
+	t.connections("dot", 1)
+	var inFlight sync.WaitGroup
+	defer func() {
+		inFlight.Wait()
+		t.mu.Lock()
+		delete(t.conns, raw)
+		t.mu.Unlock()
+		raw.Close()
+		t.dotActive.Add(-1)
+		t.connections("dot", -1)
+		t.serving.Done()
+	}()
+	c := tls.Server(raw, t.dotConf)
+	ctx, cancel := context.WithTimeout(context.Background(), t.handshakeTimeout)
+	err := c.HandshakeContext(ctx)
+	cancel()
+	if err != nil {
+		t.handshakeFailed("dot", client, err)
+		return
+	}
+	cs := c.ConnectionState()
+	clientID, _ := sniClientID(cs.ServerName, t.cfg.ServerName) // checked in the handshake
+	id := policy.Identity{ClientID: clientID, CertNames: certNames(&cs)}
+
+	var writeMu sync.Mutex
+	var writeErr error
+	send := func(b []byte) error {
+		if len(b) > 0xFFFF {
+			return errors.New("reply larger than 65535 bytes")
+		}
+		frame := make([]byte, 2+len(b))
+		binary.BigEndian.PutUint16(frame, uint16(len(b)))
+		copy(frame[2:], b)
+		writeMu.Lock()
+		defer writeMu.Unlock()
+		if writeErr != nil {
+			return writeErr
+		}
+		c.SetWriteDeadline(time.Now().Add(t.settings().TCPIdleTimeout))
+		if _, err := c.Write(frame); err != nil {
+			writeErr = err
+			raw.SetReadDeadline(time.Unix(1, 0)) // stop reading too
+		}
+		return writeErr
+	}
+	places := make(chan struct{}, t.maxInFlight)
+	for {
+		t.mu.Lock()
+		if t.closing {
+			t.mu.Unlock()
+			return
+		}
+		raw.SetReadDeadline(time.Now().Add(t.settings().TCPIdleTimeout))
+		t.mu.Unlock()
+		var n [2]byte
+		if _, err := io.ReadFull(c, n[:]); err != nil {
+			return
+		}
+		size := int(binary.BigEndian.Uint16(n[:]))
+		if size > maxQuerySize {
+			t.srv.drop(client, errTooLarge)
+			return
+		}
+		buf := make([]byte, size)
+		if _, err := io.ReadFull(c, buf); err != nil {
+			return
+		}
+		if err := checkPacket(buf); err != nil {
+			t.srv.drop(client, err)
+			return // not a DNS client: do not read on
+		}
+		places <- struct{}{} // waits while maxInFlight are being answered
+		inFlight.Add(1)
+		go func() {
+			defer func() {
+				<-places
+				inFlight.Done()
+			}()
+			w := &encWriter{local: raw.LocalAddr(), remote: raw.RemoteAddr(), id: id, send: send}
+			t.answer("dot", buf, client, w)
+		}()
+	}
+}

@@ -1,0 +1,474 @@
+package resolver
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/appfence/appfence/config"
+	"github.com/appfence/appfence/metrics"
+	"github.com/appfence/appfence/resolver/policy"
+)
+
+// Limits of the encrypted listeners that are not configuration keys.
+const (
+	// tlsHandshakeTimeout bounds a TLS handshake: a client that opens a
+	// connection and stalls is cut off, and holds no worker meanwhile.
+	tlsHandshakeTimeout = 5 * time.Second
+	// maxDoTInFlight bounds the queries of one DoT connection being
+	// answered at once (RFC 7858, 3.3: queries may be pipelined).
+	maxDoTInFlight = 16
+	// certCheckEvery is how often the certificate files are looked at.
+	certCheckEvery = time.Second
+	// paddingBlock is the block length of RFC 8467's recommended padding
+	// of responses.
+	paddingBlock = 468
+)
+
+// TLSServer serves the encrypted transports of [server.tls]: DNS over TLS
+// (dot.go) and DNS over HTTPS (doh.go). Every query goes through the same
+// packet check, rate limit and Handler as the UDP and TCP ones of Server,
+// with the client's identity (verified certificate, ClientID) beside its
+// address.
+type TLSServer struct {
+	srv     *Server
+	log     *slog.Logger
+	metrics *metrics.Transport // nil: not counted
+	cfg     config.TLS
+	certs   *certReloader
+	dotConf *tls.Config
+	dohConf *tls.Config
+
+	// Limits, the constants above; tests lower them.
+	handshakeTimeout time.Duration
+	maxInFlight      int
+	certEvery        time.Duration
+
+	dot       []net.Listener
+	doh       []*http.Server
+	dohAddrs  []net.Addr
+	dotActive atomic.Int64
+	dohActive atomic.Int64
+
+	mu      sync.Mutex
+	closing bool
+	conns   map[net.Conn]struct{} // DoT connections
+	loops   sync.WaitGroup
+	serving sync.WaitGroup
+	errs    chan error
+}
+
+// NewTLSServer returns the encrypted listeners of s; m may be nil.
+func NewTLSServer(s *Server, m *metrics.Transport, log *slog.Logger) *TLSServer {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &TLSServer{srv: s, log: log, metrics: m,
+		handshakeTimeout: tlsHandshakeTimeout, maxInFlight: maxDoTInFlight, certEvery: certCheckEvery,
+		conns: map[net.Conn]struct{}{}, errs: make(chan error, 1)}
+}
+
+// Start loads the certificate and binds the listeners of cfg. Nothing is
+// served when cfg is not enabled. doq_listen and proxy_protocol are not
+// served yet: they are logged as such.
+func (t *TLSServer) Start(cfg config.TLS) error {
+	if !cfg.Enabled() {
+		return nil
+	}
+	t.cfg = cfg
+	t.certs = &certReloader{certFile: cfg.CertFile, keyFile: cfg.KeyFile, log: t.log, every: t.certEvery}
+	if t.metrics != nil {
+		t.certs.expiry = t.metrics.CertExpiry
+	}
+	if err := t.certs.load(); err != nil {
+		return err
+	}
+	base := &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		GetCertificate: t.certs.get,
+	}
+	if cfg.ClientCAFile != "" {
+		data, err := config.ReadCAFile(cfg.ClientCAFile)
+		if err != nil {
+			return fmt.Errorf("server.tls.client_ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(data) {
+			return fmt.Errorf("server.tls.client_ca_file %s: no PEM certificate", cfg.ClientCAFile)
+		}
+		base.ClientCAs = pool
+		base.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+	base.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		if _, err := sniClientID(hello.ServerName, cfg.ServerName); err != nil {
+			return nil, err // a handshake failure the client sees
+		}
+		return nil, nil
+	}
+	t.dotConf = base.Clone()
+	t.dotConf.NextProtos = []string{"dot"}
+	t.dohConf = base.Clone()
+	t.dohConf.NextProtos = []string{"h2", "http/1.1"}
+	if len(cfg.DoQListen) > 0 {
+		t.log.Warn("server.tls.doq_listen is not served yet (DNS over QUIC)", "addrs", cfg.DoQListen)
+	}
+	if len(cfg.ProxyProtocol) > 0 {
+		t.log.Warn("server.tls.proxy_protocol is not supported yet: PROXY headers are not read")
+	}
+	for _, a := range cfg.DoTListen {
+		l, err := net.Listen("tcp", a)
+		if err != nil {
+			t.closeListeners()
+			return fmt.Errorf("dot listen %s: %w", a, err)
+		}
+		t.dot = append(t.dot, l)
+	}
+	var dohListeners []net.Listener
+	for _, a := range cfg.DoHListen {
+		l, err := net.Listen("tcp", a)
+		if err != nil {
+			t.closeListeners()
+			for _, l := range dohListeners {
+				l.Close()
+			}
+			return fmt.Errorf("doh listen %s: %w", a, err)
+		}
+		dohListeners = append(dohListeners, l)
+	}
+	for _, l := range t.dot {
+		t.loops.Add(1)
+		go t.acceptDoT(l)
+		t.log.Info("listening", "dot", l.Addr().String())
+	}
+	for _, l := range dohListeners {
+		t.startDoH(l)
+		t.log.Info("listening", "doh", l.Addr().String())
+	}
+	return nil
+}
+
+// DoTAddrs and DoHAddrs return the bound addresses, in listen order.
+func (t *TLSServer) DoTAddrs() []net.Addr {
+	var out []net.Addr
+	for _, l := range t.dot {
+		out = append(out, l.Addr())
+	}
+	return out
+}
+
+// DoHAddrs returns the bound DoH addresses, in listen order.
+func (t *TLSServer) DoHAddrs() []net.Addr { return t.dohAddrs }
+
+// Err returns a channel that receives an error if a listener fails.
+func (t *TLSServer) Err() <-chan error { return t.errs }
+
+func (t *TLSServer) fail(err error) {
+	select {
+	case t.errs <- err:
+	default:
+	}
+}
+
+// Shutdown stops the listeners, waits for the queries in flight (or ctx)
+// and closes the connections.
+func (t *TLSServer) Shutdown(ctx context.Context) error {
+	t.mu.Lock()
+	t.closing = true
+	past := time.Unix(1, 0)
+	for c := range t.conns {
+		c.SetReadDeadline(past)
+	}
+	t.mu.Unlock()
+	t.closeListeners()
+	var errs []error
+	for _, h := range t.doh {
+		if err := h.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		t.loops.Wait()
+		t.serving.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		errs = append(errs, ctx.Err())
+	}
+	t.mu.Lock()
+	for c := range t.conns {
+		c.Close()
+	}
+	t.mu.Unlock()
+	for _, h := range t.doh {
+		h.Close()
+	}
+	return errors.Join(errs...)
+}
+
+func (t *TLSServer) closeListeners() {
+	for _, l := range t.dot {
+		l.Close()
+	}
+}
+
+// settings returns the [server] section of the policy in use.
+func (t *TLSServer) settings() *config.Server { return t.srv.settings() }
+
+// countQuery counts a query received on transport.
+func (t *TLSServer) countQuery(transport string) {
+	if t.metrics != nil {
+		t.metrics.Queries.WithLabelValues(transport).Inc()
+	}
+}
+
+// connections adds n to the open connections of transport.
+func (t *TLSServer) connections(transport string, n float64) {
+	if t.metrics != nil {
+		t.metrics.Connections.WithLabelValues(transport).Add(n)
+	}
+}
+
+// handshakeFailed counts and logs a failed handshake.
+func (t *TLSServer) handshakeFailed(transport string, client netip.Addr, err error) {
+	reason := handshakeReason(err)
+	if t.metrics != nil {
+		t.metrics.HandshakeErrors.WithLabelValues(transport, reason).Inc()
+	}
+	t.log.Debug("tls handshake failed", "transport", transport, "client", client.String(), "reason", reason, "err", err)
+}
+
+// handshakeReason classifies a handshake error for the reason label.
+func handshakeReason(err error) string {
+	var ne net.Error
+	var ce *tls.CertificateVerificationError
+	var ae tls.AlertError
+	msg := err.Error()
+	switch {
+	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded), strings.Contains(msg, "timeout"):
+		return "timeout"
+	case errors.As(err, &ce), strings.Contains(msg, "certificate"):
+		return "certificate"
+	case errors.As(err, &ae), strings.Contains(msg, "tls:"), errors.Is(err, errClientID):
+		return "protocol"
+	}
+	return "other"
+}
+
+// answer answers the query in raw from client, received on transport,
+// through the same path as a TCP query: packet check, rate limit, then the
+// Handler, with w carrying the client's identity. It reports false when
+// the packet was dropped unanswered.
+func (t *TLSServer) answer(transport string, raw []byte, client netip.Addr, w *encWriter) bool {
+	t.countQuery(transport)
+	s := t.srv
+	req := s.request(raw, client)
+	if req == nil {
+		return false
+	}
+	w.req = req
+	if rate := t.settings().RateLimit; rate > 0 && !s.limiter.Allow(client, rate, time.Now()) {
+		s.handler.refuse(w, req, client)
+		return true
+	}
+	s.handler.ServeDNS(w, req)
+	return true
+}
+
+// errClientID is a ClientID that is not [a-z0-9-]{1,63}.
+var errClientID = errors.New("malformed ClientID")
+
+// sniClientID returns the ClientID of a TLS server name: the one label in
+// front of serverName, or "" when sni is not under serverName. A name
+// under serverName that is not one valid label is an error.
+func sniClientID(sni, serverName string) (string, error) {
+	if serverName == "" || sni == "" {
+		return "", nil
+	}
+	sni = strings.ToLower(strings.TrimSuffix(sni, "."))
+	prefix, ok := strings.CutSuffix(sni, "."+serverName)
+	if !ok {
+		return "", nil
+	}
+	if !config.ClientIDRE.MatchString(prefix) {
+		return "", fmt.Errorf("%w %q in server name", errClientID, prefix)
+	}
+	return prefix, nil
+}
+
+// certNames returns the names a verified client certificate is known by in
+// client_certs: its DNS SANs and CN (lower case), and "sha256:" with the
+// hex SHA-256 of its DER encoding. Nil without a verified certificate.
+func certNames(cs *tls.ConnectionState) []string {
+	if cs == nil || len(cs.VerifiedChains) == 0 || len(cs.PeerCertificates) == 0 {
+		return nil
+	}
+	leaf := cs.PeerCertificates[0]
+	sum := sha256.Sum256(leaf.Raw)
+	names := []string{"sha256:" + hex.EncodeToString(sum[:])}
+	for _, n := range leaf.DNSNames {
+		names = append(names, strings.ToLower(strings.TrimSuffix(n, ".")))
+	}
+	if cn := leaf.Subject.CommonName; cn != "" {
+		names = append(names, strings.ToLower(strings.TrimSuffix(cn, ".")))
+	}
+	return names
+}
+
+// encWriter is the dns.ResponseWriter of a query on an encrypted
+// transport: it carries the client's identity to the Handler, pads the
+// reply (RFC 8467) and hands its bytes to send.
+type encWriter struct {
+	noTSIG
+	local, remote net.Addr
+	id            policy.Identity
+	req           *dns.Msg
+	send          func([]byte) error
+}
+
+func (w *encWriter) identity() *policy.Identity { return &w.id }
+
+func (w *encWriter) WriteMsg(m *dns.Msg) error {
+	b, err := padded(m)
+	if err != nil {
+		return err
+	}
+	return w.send(b)
+}
+
+// Write sends a reply already packed (from the cache): it is unpacked to
+// be padded when it carries EDNS.
+func (w *encWriter) Write(b []byte) (int, error) {
+	m := new(dns.Msg)
+	if err := m.Unpack(b); err != nil || m.IsEdns0() == nil {
+		return len(b), w.send(b)
+	}
+	m.Compress = true
+	if err := w.WriteMsg(m); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+func (w *encWriter) LocalAddr() net.Addr  { return w.local }
+func (w *encWriter) RemoteAddr() net.Addr { return w.remote }
+func (w *encWriter) Close() error         { return nil }
+
+// padded packs m, padded to a multiple of paddingBlock bytes with an EDNS
+// padding option (RFC 7830) when it carries EDNS: RFC 8467's Block-Length
+// Padding for responses, which hides the answer's size from an observer
+// of the encrypted stream.
+func padded(m *dns.Msg) ([]byte, error) {
+	opt := m.IsEdns0()
+	if opt == nil {
+		return m.Pack()
+	}
+	kept := opt.Option[:0]
+	for _, o := range opt.Option {
+		if o.Option() != dns.EDNS0PADDING {
+			kept = append(kept, o)
+		}
+	}
+	opt.Option = kept
+	b, err := m.Pack()
+	if err != nil {
+		return nil, err
+	}
+	n := (paddingBlock - (len(b)+4)%paddingBlock) % paddingBlock
+	if len(b)+4+n > dns.MaxMsgSize {
+		return b, nil
+	}
+	opt.Option = append(opt.Option, &dns.EDNS0_PADDING{Padding: make([]byte, n)})
+	return m.Pack()
+}
+
+// certReloader serves the certificate of cert_file and key_file, and
+// re-reads them when either file's modification time changes (rotation by
+// certbot or cert-manager). A new pair that fails to load is logged and
+// the previous one kept.
+type certReloader struct {
+	certFile, keyFile string
+	log               *slog.Logger
+	every             time.Duration
+	expiry            interface{ Set(float64) } // nil: not reported
+
+	mu              sync.Mutex
+	cert            *tls.Certificate
+	certMod, keyMod time.Time
+	checked         time.Time
+}
+
+// load reads the pair; the first load must succeed.
+func (r *certReloader) load() error {
+	cm, km, err := r.mtimes()
+	if err != nil {
+		return err
+	}
+	c, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
+	if err != nil {
+		return fmt.Errorf("server.tls: %w", err)
+	}
+	r.install(&c, cm, km)
+	return nil
+}
+
+func (r *certReloader) mtimes() (time.Time, time.Time, error) {
+	ci, err := os.Stat(r.certFile)
+	if err != nil {
+		return time.Time{}, time.Time{}, fmt.Errorf("server.tls.cert_file: %w", err)
+	}
+	ki, err := os.Stat(r.keyFile)
+	if err != nil {
+		return time.Time{}, time.Time{}, fmt.Errorf("server.tls.key_file: %w", err)
+	}
+	return ci.ModTime(), ki.ModTime(), nil
+}
+
+func (r *certReloader) install(c *tls.Certificate, cm, km time.Time) {
+	r.cert, r.certMod, r.keyMod, r.checked = c, cm, km, time.Now()
+	if c.Leaf != nil && r.expiry != nil {
+		r.expiry.Set(float64(c.Leaf.NotAfter.Unix()))
+	}
+}
+
+// get is tls.Config.GetCertificate.
+func (r *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now := time.Now(); now.Sub(r.checked) >= r.every {
+		r.checked = now
+		cm, km, err := r.mtimes()
+		if err != nil {
+			r.log.Error("tls certificate: keeping the one in use", "err", err)
+		} else if !cm.Equal(r.certMod) || !km.Equal(r.keyMod) {
+			c, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
+			if err != nil {
+				// Mark the times seen so that the error is logged once per
+				// change, not on every handshake.
+				r.certMod, r.keyMod = cm, km
+				r.log.Error("tls certificate changed but does not load: keeping the one in use", "cert_file", r.certFile, "err", err)
+			} else {
+				r.install(&c, cm, km)
+				r.log.Info("tls certificate reloaded", "cert_file", r.certFile, "expires", c.Leaf.NotAfter)
+			}
+		}
+	}
+	return r.cert, nil
+}

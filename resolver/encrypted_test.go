@@ -1,0 +1,485 @@
+package resolver
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/appfence/appfence/internal/dnstest"
+	"github.com/appfence/appfence/metrics"
+)
+
+// tlsConfig is the config of the encrypted transport tests: tiktok blocked
+// for everyone but the ClientID officer-017 and the certificate
+// phone-1.devices.test (a require_cert group).
+const tlsConfig = `
+[server]
+listen = ["127.0.0.1:0"]
+allow_clients = ["127.0.0.0/8", "::1/128"]
+
+[server.tls]
+cert_file = %q
+key_file = %q
+server_name = "dns.test"
+dot_listen = ["127.0.0.1:0"]
+doh_listen = ["127.0.0.1:0"]
+client_ca_file = %q
+
+[upstream]
+servers = [%q]
+timeout = "500ms"
+
+[blocking]
+lists = []
+block = ["tiktok"]
+
+[[group]]
+name = "investigators"
+client_ids = ["officer-017"]
+allow = ["tiktok"]
+
+[[group]]
+name = "certified"
+client_certs = ["phone-1.devices.test"]
+require_cert = true
+allow = ["tiktok"]
+
+[metrics]
+listen = ""
+`
+
+// tlsEnv is a resolver with its encrypted listeners.
+type tlsEnv struct {
+	*env
+	tls      *TLSServer
+	ca       *dnstest.CA // of the server and the client certificates
+	certFile string
+	keyFile  string
+	metrics  *metrics.Transport
+}
+
+func startTLSEnv(t *testing.T) *tlsEnv {
+	t.Helper()
+	return startTLSEnvWith(t, nil)
+}
+
+// startTLSEnvWith is startTLSEnv with adjust called on the TLS server
+// before it starts (to lower its limits); adjust may be nil.
+func startTLSEnvWith(t *testing.T, adjust func(*TLSServer)) *tlsEnv {
+	t.Helper()
+	ca := dnstest.NewCA(t)
+	dir := t.TempDir()
+	certFile, keyFile := dnstest.WritePair(t, dir, ca.Issue(t, "dns.test", "*.dns.test", "127.0.0.1"))
+	up := dnstest.NewUpstream(t, upstreamRecords...)
+	e := startEnvWith(t, up, fmt.Sprintf(tlsConfig, certFile, keyFile, ca.WriteFile(t), up.Addr))
+	tm := metrics.NewTransport(e.metrics.Registry)
+	ts := NewTLSServer(e.srv, tm, nil)
+	if adjust != nil {
+		adjust(ts)
+	}
+	if err := ts.Start(e.handler.State().Policy.Config.Server.TLS); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		ts.Shutdown(ctx)
+	})
+	return &tlsEnv{env: e, tls: ts, ca: ca, certFile: certFile, keyFile: keyFile, metrics: tm}
+}
+
+// dialDoT connects over DoT with the given SNI and client certificate.
+func (e *tlsEnv) dialDoT(t *testing.T, sni string, cert *tls.Certificate) (*dns.Conn, error) {
+	t.Helper()
+	conf := &tls.Config{RootCAs: e.ca.Pool(), ServerName: sni, NextProtos: []string{"dot"}}
+	if cert != nil {
+		conf.Certificates = []tls.Certificate{*cert}
+	}
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", e.tls.DoTAddrs()[0].String(), conf)
+	if err != nil {
+		return nil, err
+	}
+	// With TLS 1.3 a refused client certificate shows on the first read.
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	if err := c.Handshake(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if p := c.ConnectionState().NegotiatedProtocol; p != "dot" {
+		t.Errorf("ALPN %q, want dot", p)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &dns.Conn{Conn: c}, nil
+}
+
+// exchange sends m on c and returns the reply.
+func exchange(c *dns.Conn, m *dns.Msg) (*dns.Msg, error) {
+	if err := c.WriteMsg(m); err != nil {
+		return nil, err
+	}
+	return c.ReadMsg()
+}
+
+// resolved reports whether resp is the upstream's answer for www.tiktok.com
+// rather than the block answer.
+func resolved(resp *dns.Msg) bool {
+	return resp.Rcode == dns.RcodeSuccess && len(resp.Answer) == 1 && strings.Contains(resp.Answer[0].String(), "192.0.2.10")
+}
+
+func TestDoTIdentity(t *testing.T) {
+	e := startTLSEnv(t)
+	other := dnstest.NewCA(t)
+	phone := e.ca.IssueClient(t, "phone-1.devices.test", time.Now().Add(time.Hour))
+	unknownPhone := e.ca.IssueClient(t, "phone-9.devices.test", time.Now().Add(time.Hour))
+	foreign := other.IssueClient(t, "phone-1.devices.test", time.Now().Add(time.Hour))
+	expired := e.ca.IssueClient(t, "phone-1.devices.test", time.Now().Add(-time.Hour))
+	tests := []struct {
+		name         string
+		sni          string
+		cert         *tls.Certificate
+		wantResolved bool
+		wantRefused  bool // handshake or first exchange fails
+	}{
+		{name: "no ClientID", sni: "dns.test"},
+		{name: "ClientID in SNI", sni: "officer-017.dns.test", wantResolved: true},
+		{name: "ClientID case-insensitive", sni: "OFFICER-017.dns.test", wantResolved: true},
+		{name: "unknown ClientID", sni: "officer-999.dns.test"},
+		{name: "malformed ClientID", sni: "bad_id.dns.test", wantRefused: true},
+		{name: "two labels", sni: "a.b.dns.test", wantRefused: true},
+		{name: "certificate", sni: "dns.test", cert: &phone, wantResolved: true},
+		{name: "certificate beats ClientID", sni: "officer-017.dns.test", cert: &phone, wantResolved: true},
+		{name: "unknown certificate", sni: "dns.test", cert: &unknownPhone},
+		{name: "certificate from another CA", sni: "dns.test", cert: &foreign, wantRefused: true},
+		{name: "expired certificate", sni: "dns.test", cert: &expired, wantRefused: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := e.dialDoT(t, tt.sni, tt.cert)
+			var resp *dns.Msg
+			if err == nil {
+				m := new(dns.Msg).SetQuestion("www.tiktok.com.", dns.TypeA)
+				resp, err = exchange(c, m)
+			}
+			if tt.wantRefused {
+				if err == nil {
+					t.Fatalf("answered (%s), want the TLS handshake refused", dns.RcodeToString[resp.Rcode])
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := resolved(resp); got != tt.wantResolved {
+				t.Errorf("resolved = %v, want %v:\n%v", got, tt.wantResolved, resp)
+			}
+		})
+	}
+}
+
+func TestDoTPipelinedAndPadded(t *testing.T) {
+	e := startTLSEnv(t)
+	c, err := e.dialDoT(t, "dns.test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"www.example.test.", "www.tiktok.com.", "txt.example.test."}
+	for i, n := range names {
+		m := new(dns.Msg).SetQuestion(n, dns.TypeA)
+		m.Id = uint16(i + 1)
+		m.SetEdns0(1232, false)
+		if err := c.WriteMsg(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[uint16]bool{}
+	for range names {
+		b := make([]byte, dns.MaxMsgSize)
+		n, err := c.Read(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp := new(dns.Msg)
+		if err := resp.Unpack(b[:n]); err != nil {
+			t.Fatal(err)
+		}
+		seen[resp.Id] = true
+		if resp.IsEdns0() == nil || n%paddingBlock != 0 {
+			t.Errorf("reply %d: %d bytes, want EDNS and a multiple of %d", resp.Id, n, paddingBlock)
+		}
+		if resp.Id == 2 {
+			if resp.Rcode != dns.RcodeNameError {
+				t.Errorf("www.tiktok.com: %s, want NXDOMAIN", dns.RcodeToString[resp.Rcode])
+			}
+			if d := ede(resp); d == nil || d.InfoCode != dns.ExtendedErrorCodeBlocked {
+				t.Errorf("blocked reply without EDE 15: %v", resp)
+			}
+		}
+	}
+	if len(seen) != len(names) {
+		t.Errorf("replies for %v, want all of %d", seen, len(names))
+	}
+}
+
+// dohClient returns an HTTP client for the DoH listener: HTTP/2 or
+// HTTP/1.1, with an optional client certificate.
+func (e *tlsEnv) dohClient(h2 bool, cert *tls.Certificate) *http.Client {
+	conf := &tls.Config{RootCAs: e.ca.Pool(), ServerName: "dns.test"}
+	if cert != nil {
+		conf.Certificates = []tls.Certificate{*cert}
+	}
+	tr := &http.Transport{TLSClientConfig: conf, ForceAttemptHTTP2: h2}
+	if !h2 {
+		tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	}
+	return &http.Client{Transport: tr, Timeout: 5 * time.Second}
+}
+
+func (e *tlsEnv) dohURL(path string) string {
+	return "https://" + e.tls.DoHAddrs()[0].String() + path
+}
+
+func packQuery(t *testing.T, name string, edns bool) []byte {
+	t.Helper()
+	m := new(dns.Msg).SetQuestion(name, dns.TypeA)
+	m.Id = 0 // RFC 8484, 4.1
+	if edns {
+		m.SetEdns0(1232, false)
+	}
+	b, err := m.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestDoH(t *testing.T) {
+	e := startTLSEnv(t)
+	phone := e.ca.IssueClient(t, "phone-1.devices.test", time.Now().Add(time.Hour))
+	tests := []struct {
+		name         string
+		h2           bool
+		post         bool
+		path         string
+		cert         *tls.Certificate
+		wantResolved bool
+	}{
+		{name: "GET HTTP/2", h2: true, path: "/dns-query"},
+		{name: "POST HTTP/2", h2: true, post: true, path: "/dns-query"},
+		{name: "GET HTTP/1.1", path: "/dns-query"},
+		{name: "POST HTTP/1.1", post: true, path: "/dns-query"},
+		{name: "ClientID in path", h2: true, path: "/dns-query/officer-017", wantResolved: true},
+		{name: "ClientID in path, POST HTTP/1.1", post: true, path: "/dns-query/officer-017", wantResolved: true},
+		{name: "unknown ClientID", h2: true, path: "/dns-query/officer-999"},
+		{name: "certificate", h2: true, path: "/dns-query", cert: &phone, wantResolved: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := e.dohClient(tt.h2, tt.cert)
+			q := packQuery(t, "www.tiktok.com.", true)
+			var resp *http.Response
+			var err error
+			if tt.post {
+				resp, err = c.Post(e.dohURL(tt.path), "application/dns-message", bytes.NewReader(q))
+			} else {
+				resp, err = c.Get(e.dohURL(tt.path) + "?dns=" + base64.RawURLEncoding.EncodeToString(q))
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if want := map[bool]int{true: 2, false: 1}[tt.h2]; resp.ProtoMajor != want {
+				t.Errorf("HTTP/%d, want HTTP/%d", resp.ProtoMajor, want)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/dns-message" {
+				t.Fatalf("%s %q: %s", resp.Status, resp.Header.Get("Content-Type"), body)
+			}
+			if len(body)%paddingBlock != 0 {
+				t.Errorf("reply of %d bytes, want padded to %d", len(body), paddingBlock)
+			}
+			m := new(dns.Msg)
+			if err := m.Unpack(body); err != nil {
+				t.Fatal(err)
+			}
+			if m.Id != 0 {
+				t.Errorf("ID %d, want 0", m.Id)
+			}
+			if got := resolved(m); got != tt.wantResolved {
+				t.Errorf("resolved = %v, want %v:\n%v", got, tt.wantResolved, m)
+			}
+			cc := resp.Header.Get("Cache-Control")
+			if tt.wantResolved && cc != "max-age=300" && cc != "max-age=299" {
+				t.Errorf("Cache-Control %q, want max-age=300", cc)
+			}
+			if !tt.wantResolved && !strings.HasPrefix(cc, "max-age=") {
+				t.Errorf("Cache-Control %q, want max-age from the block answer", cc)
+			}
+		})
+	}
+}
+
+func TestDoHErrors(t *testing.T) {
+	e := startTLSEnv(t)
+	c := e.dohClient(true, nil)
+	q := packQuery(t, "www.example.test.", false)
+	bad := append([]byte{}, q...)
+	bad[2] |= 0x80 // a response
+	do := func(method, path, ctype string, body []byte) int {
+		t.Helper()
+		req, err := http.NewRequest(method, e.dohURL(path), bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ctype != "" {
+			req.Header.Set("Content-Type", ctype)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	b64 := base64.RawURLEncoding.EncodeToString
+	tests := []struct {
+		name, method, path, ctype string
+		body                      []byte
+		want                      int
+	}{
+		{"GET without dns", "GET", "/dns-query", "", nil, 400},
+		{"GET not base64url", "GET", "/dns-query?dns=***", "", nil, 400},
+		{"GET padded base64url", "GET", "/dns-query?dns=" + base64.URLEncoding.EncodeToString(q), "", nil, 200},
+		{"GET malformed message", "GET", "/dns-query?dns=" + b64(q[:5]), "", nil, 400},
+		{"GET a response", "GET", "/dns-query?dns=" + b64(bad), "", nil, 400},
+		{"POST wrong type", "POST", "/dns-query", "application/json", q, 415},
+		{"POST no type", "POST", "/dns-query", "", q, 415},
+		{"POST too large", "POST", "/dns-query", "application/dns-message", make([]byte, 5000), 413},
+		{"PUT", "PUT", "/dns-query", "application/dns-message", q, 405},
+		{"malformed ClientID", "GET", "/dns-query/bad_id?dns=" + b64(q), "", nil, 400},
+		{"ClientID with a slash", "GET", "/dns-query/a/b?dns=" + b64(q), "", nil, 400},
+		{"other path", "GET", "/other?dns=" + b64(q), "", nil, 404},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := do(tt.method, tt.path, tt.ctype, tt.body); got != tt.want {
+				t.Errorf("status %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestTLSCertificateReload(t *testing.T) {
+	e := startTLSEnvWith(t, func(ts *TLSServer) { ts.certEvery = 0 })
+	serial := func() string {
+		t.Helper()
+		c, err := tls.Dial("tcp", e.tls.DoTAddrs()[0].String(), &tls.Config{RootCAs: e.ca.Pool(), ServerName: "dns.test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].SerialNumber.String()
+	}
+	// A client that stays connected across the rotation.
+	kept, err := e.dialDoT(t, "dns.test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := serial()
+	dir := t.TempDir()
+	newCert, newKey := dnstest.WritePair(t, dir, e.ca.Issue(t, "dns.test", "*.dns.test"))
+	later := time.Now().Add(time.Minute)
+	replace := func(src, dst string) {
+		t.Helper()
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		later = later.Add(time.Second)
+		os.Chtimes(dst, later, later)
+	}
+	replace(newCert, e.certFile)
+	replace(newKey, e.keyFile)
+	after := serial()
+	if after == before {
+		t.Fatalf("serial %s after rotation, want a new certificate", after)
+	}
+	if _, err := exchange(kept, new(dns.Msg).SetQuestion("www.example.test.", dns.TypeA)); err != nil {
+		t.Errorf("connection open across the rotation: %v", err)
+	}
+	// A broken pair keeps the certificate in use.
+	os.WriteFile(filepath.Join(dir, "junk.pem"), []byte("not a certificate"), 0o600)
+	replace(filepath.Join(dir, "junk.pem"), e.certFile)
+	if got := serial(); got != after {
+		t.Errorf("serial %s after a broken rotation, want %s kept", got, after)
+	}
+	leaf, _ := x509.ParseCertificate(e.tls.certs.cert.Certificate[0])
+	if got := testutil.ToFloat64(e.metrics.CertExpiry); got != float64(leaf.NotAfter.Unix()) {
+		t.Errorf("expiry gauge %v, want %d", got, leaf.NotAfter.Unix())
+	}
+}
+
+func TestTLSHandshakeTimeoutAndMetrics(t *testing.T) {
+	// A client that connects and sends nothing is cut off, and plain DNS
+	// goes on meanwhile.
+	e := startTLSEnvWith(t, func(ts *TLSServer) { ts.handshakeTimeout = 200 * time.Millisecond })
+	c, err := net.Dial("tcp", e.tls.DoTAddrs()[0].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if resp := e.ask(t, "udp", "127.0.0.1", new(dns.Msg).SetQuestion("www.example.test.", dns.TypeA)); resp.Rcode != dns.RcodeSuccess {
+		t.Errorf("plain DNS: %s", dns.RcodeToString[resp.Rcode])
+	}
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil || isTimeout(err) {
+		t.Errorf("silent TLS client not cut off: %v", err)
+	}
+	dc, err := e.dialDoT(t, "dns.test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := exchange(dc, new(dns.Msg).SetQuestion("www.example.test.", dns.TypeA)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		got := testutil.ToFloat64(e.metrics.HandshakeErrors.WithLabelValues("dot", "timeout"))
+		if got == 1 || time.Now().After(deadline) {
+			if got != 1 {
+				t.Errorf("handshake timeouts counted %v, want 1", got)
+			}
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := testutil.ToFloat64(e.metrics.Queries.WithLabelValues("dot")); got != 1 {
+		t.Errorf("dot queries %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(e.metrics.Connections.WithLabelValues("dot")); got != 1 {
+		t.Errorf("dot connections %v, want 1", got)
+	}
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}
