@@ -145,7 +145,10 @@ type Group struct {
 	Clients []netip.Prefix
 	Allow   []AppRef
 	Block   []AppRef
-	Line    int
+	// Allowlist is mode = "allowlist": only the names of the apps in Allow
+	// resolve for the group.
+	Allowlist bool
+	Line      int
 }
 
 // Metrics is the [metrics] section.

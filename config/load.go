@@ -139,6 +139,7 @@ type rawConfig struct {
 		Clients []string `toml:"clients"`
 		Allow   []string `toml:"allow"`
 		Block   []string `toml:"block"`
+		Mode    string   `toml:"mode"`
 	} `toml:"group"`
 	Metrics struct {
 		Listen string `toml:"listen"`
