@@ -183,7 +183,10 @@ type Group struct {
 	RequireCert bool
 	Allow       []AppRef
 	Block       []AppRef
-	Line        int
+	// Allowlist is mode = "allowlist": only the names of the apps in Allow
+	// resolve for the group.
+	Allowlist bool
+	Line      int
 }
 
 // ClientIDRE is the syntax of a ClientID (compared in lower case).

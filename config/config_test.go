@@ -159,6 +159,8 @@ func TestParseErrors(t *testing.T) {
 		{"block and monitor", "[blocking]\nblock = [\"x\"]\nmonitor = [\"x\"]\n", []string{`f.toml:3: blocking.monitor[0]: "x" is in both block and monitor`}},
 		{"allow and block", "[[group]]\nname = \"a\"\nclients = [\"10.0.0.0/8\"]\nallow = [\"x\"]\nblock = [\"x\"]\n",
 			[]string{`f.toml:4: group[0].allow[0]: "x" is in both allow and block`}},
+		{"bad group mode", "[[group]]\nname = \"a\"\nclients = [\"10.0.0.0/8\"]\nmode = \"allow\"\n",
+			[]string{`f.toml:4: group[0].mode: mode "allow": want "blocklist" or "allowlist"`}},
 		{"default with clients", "[[group]]\nname = \"default\"\nclients = [\"10.0.0.0/8\"]\n", []string{`takes no clients`}},
 		{"wrong type", "[server]\nrate_limit = \"many\"\n", []string{`f.toml:2`, `rate_limit`}},
 		{"syntax", "[server\nlisten = 1\n", []string{`f.toml:2: expected`}},

@@ -152,6 +152,7 @@ type rawConfig struct {
 		RequireCert bool     `toml:"require_cert"`
 		Allow       []string `toml:"allow"`
 		Block       []string `toml:"block"`
+		Mode        string   `toml:"mode"`
 	} `toml:"group"`
 	Metrics struct {
 		Listen string `toml:"listen"`

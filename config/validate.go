@@ -440,6 +440,13 @@ func (v *validator) groups(raw *rawConfig) []Group {
 			owners[p] = here
 			g.Clients = append(g.Clients, p)
 		}
+		switch r.Mode {
+		case "", "blocklist":
+		case "allowlist":
+			g.Allowlist = true
+		default:
+			v.errorf(path+".mode", "mode %q: want \"blocklist\" or \"allowlist\"", r.Mode)
+		}
 		g.Allow = v.appRefs(path+".allow", r.Allow)
 		g.Block = v.appRefs(path+".block", r.Block)
 		for _, a := range g.Allow {

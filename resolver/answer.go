@@ -130,6 +130,10 @@ func blockText(d *policy.Decision) string {
 
 // appendBlockText appends blockText(d) to dst.
 func appendBlockText(dst []byte, d *policy.Decision) []byte {
+	if d.Unapproved {
+		dst = append(dst, "not approved: group="...)
+		return append(dst, d.Group.Name...)
+	}
 	dst = append(dst, "blocked: app="...)
 	dst = append(dst, d.App()...)
 	dst = append(dst, " group="...)

@@ -188,7 +188,9 @@ func rank(a Action) int {
 // query name are ignored: the administrator allowed that name. It reports
 // whether d changed, and allocates nothing.
 func (p *Policy) Inspect(d *Decision, found []Finding) bool {
-	if len(found) == 0 || d.Group == nil {
+	if len(found) == 0 || d.Group == nil || d.Group.Allowlist {
+		// In an allowlist group the targets of an approved name's answer
+		// are followed, not judged again.
 		return false
 	}
 	best, bestRank := -1, rank(d.Action)

@@ -66,6 +66,12 @@ type Group struct {
 	Clients []netip.Prefix
 	// actions holds the action for each app, by blocklists.App.ID.
 	actions []Action
+	// Allowlist is mode = "allowlist": only the names of the apps in
+	// approved resolve; the others get the block answer.
+	Allowlist bool
+	// approved marks, by blocklists.App.ID, the apps an allowlist group
+	// allows.
+	approved []bool
 	// active marks, by blocklists.App.ID, the apps with an action other
 	// than ActionResolve: only their block rules take part in matching.
 	active []bool
@@ -93,10 +99,20 @@ type Decision struct {
 	// Found is what in the answer matched, for Via.Answer(): the canonical
 	// name (a CNAME, DNAME or SVCB target) or the address.
 	Found string
+	// Unapproved is set when an allowlist group blocks a name that no
+	// approved app holds.
+	Unapproved bool
 }
+
+// UnapprovedApp is the app name counted for names an allowlist group does
+// not approve.
+const UnapprovedApp = "unapproved"
 
 // App returns the name of the decision's app, or "".
 func (d *Decision) App() string {
+	if d.Unapproved {
+		return UnapprovedApp
+	}
 	if d.Match.App == nil {
 		return ""
 	}
@@ -173,7 +189,7 @@ func Build(cfg *config.Config, set *blocklists.Set) (*Policy, error) {
 			defCfg = gc
 			continue
 		}
-		g := &Group{Name: gc.Name, Index: len(p.Groups), Clients: gc.Clients}
+		g := &Group{Name: gc.Name, Index: len(p.Groups), Clients: gc.Clients, Allowlist: gc.Allowlist}
 		p.Groups = append(p.Groups, g)
 		for _, pr := range gc.Clients {
 			members[pr] = g
@@ -187,11 +203,12 @@ func Build(cfg *config.Config, set *blocklists.Set) (*Policy, error) {
 			}
 		}
 	}
+	def.Allowlist = defCfg.Allowlist
 	p.actions(def, defCfg)
 	p.groups = iptable.New(members)
 	p.counted = make([]bool, len(set.Apps))
 	for _, g := range p.Groups {
-		if slices.Contains(g.actions, ActionBlock) {
+		if g.Allowlist || slices.Contains(g.actions, ActionBlock) {
 			p.anyBlocked = true
 		}
 		g.active = make([]bool, len(g.actions))
@@ -216,6 +233,14 @@ func (p *Policy) actions(g *Group, gc config.Group) {
 	}
 	b := p.Config.Blocking
 	g.actions = make([]Action, len(p.Set.Apps))
+	if g.Allowlist {
+		// Only the approved apps' rules take part; their names resolve.
+		g.approved = make([]bool, len(p.Set.Apps))
+		for _, app := range p.Set.Apps {
+			g.approved[app.ID] = has(gc.Allow, app.Name)
+		}
+		return
+	}
 	for _, app := range p.Set.Apps {
 		blocked := has(b.Block, app.Name) || has(gc.Block, app.Name)
 		monitored := has(b.Monitor, app.Name)
@@ -289,6 +314,15 @@ func (p *Policy) decide(g *Group, name string) Decision {
 	d := Decision{Group: g}
 	if p.anyBlocked && p.canaryApp != nil && isCanary(name) {
 		return p.canary(d, name)
+	}
+	if g.Allowlist {
+		m, ok := p.Set.Matcher.MatchIn(name, g.approved)
+		if !ok || m.Kind == blocklists.KindAllow {
+			d.Action, d.Unapproved = ActionBlock, true
+			return d
+		}
+		d.Match = m
+		return d
 	}
 	m, ok := p.Set.Matcher.MatchIn(name, g.active)
 	if !ok {
