@@ -17,6 +17,9 @@ type Endpoints struct {
 	Metrics *Metrics
 	// Ready returns nil when the resolver is ready to answer, or why not.
 	Ready func() error
+	// Upstream reports upstream health for /readyz?verbose: nil when it is
+	// healthy, or why not. It never makes /readyz fail (SPEC, Readiness).
+	Upstream func() error
 	// Explain returns the decision for a client, name and type as a value
 	// that encodes to JSON, or an error for bad parameters.
 	Explain func(client, name, qtype string) (any, error)
@@ -35,6 +38,16 @@ func (e *Endpoints) Handler() http.Handler {
 				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 				return
 			}
+		}
+		if r.URL.Query().Has("verbose") {
+			up := "ok"
+			if e.Upstream != nil {
+				if err := e.Upstream(); err != nil {
+					up = err.Error()
+				}
+			}
+			w.Write([]byte("ready: ok\nupstream: " + up + "\n"))
+			return
 		}
 		w.Write([]byte("ok\n"))
 	})

@@ -449,10 +449,11 @@ func checkExpression(t *testing.T, fams promtest.Families, file, expr string) {
 	}
 }
 
-// TestReadyzFollowsUpstreamHealth runs the binary with an upstream that
-// stops answering: /readyz turns 503 once the health checks mark it down,
-// and 200 again when its prober finds it answering.
-func TestReadyzFollowsUpstreamHealth(t *testing.T) {
+// TestReadyzThroughUpstreamOutage runs the binary with an upstream that
+// stops answering: /readyz stays 200 (SPEC, Readiness) while
+// /readyz?verbose reports the upstream down, and healthy again when its
+// prober finds it answering.
+func TestReadyzThroughUpstreamOutage(t *testing.T) {
 	bin := buildBinary(t)
 	up := dnstest.NewUpstream(t, "www.example.test. 300 IN A 192.0.2.20")
 	port, mport := freePort(t), freePort(t)
@@ -481,14 +482,17 @@ listen = "127.0.0.1:%d"
 			t.Fatalf("query %d to a silent upstream: %v %v, want SERVFAIL", i, resp, err)
 		}
 	}
-	if code, body := httpGet(t, readyz); code != 503 || !strings.Contains(body, "down") {
-		t.Errorf("/readyz with every upstream down: %d %q, want 503", code, body)
+	if code, body := httpGet(t, readyz); code != 200 {
+		t.Errorf("/readyz with every upstream down: %d %q, want 200", code, body)
+	}
+	if code, body := httpGet(t, readyz+"?verbose"); code != 200 || !strings.Contains(body, "upstream: every upstream server of the default pool is down") {
+		t.Errorf("/readyz?verbose with every upstream down: %d %q", code, body)
 	}
 	up.SetSilent(false)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		code, _ := httpGet(t, readyz)
-		if code == 200 {
+		code, body := httpGet(t, readyz+"?verbose")
+		if code == 200 && strings.Contains(body, "upstream: ok") {
 			break
 		}
 		if time.Now().After(deadline) {

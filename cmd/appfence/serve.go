@@ -72,7 +72,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 	defer cancel()
 	var httpErr <-chan error
 	if l := p.Config.Metrics.Listen; l != "" {
-		ep := &metrics.Endpoints{Metrics: m, Ready: d.ready, Explain: d.explain}
+		ep := &metrics.Endpoints{Metrics: m, Ready: d.ready, Upstream: d.upstreamHealth, Explain: d.explain}
 		if _, httpErr, err = ep.Serve(ctx, l, log); err != nil {
 			log.Error("metrics", "err", err)
 			srv.Shutdown(context.Background())
@@ -181,13 +181,23 @@ func (d *daemon) install(p *policy.Policy) error {
 	return nil
 }
 
-// ready is /readyz: listening, a policy loaded, and an upstream up.
+// ready is /readyz: listening and a policy loaded. Upstream health never
+// makes a replica unready (SPEC, Readiness): it is d.upstreamHealth.
 func (d *daemon) ready() error {
 	if !d.listening.Load() {
 		return errors.New("not listening yet")
 	}
 	st := d.handler.State()
 	if st == nil || st.Policy == nil {
+		return errors.New("no policy loaded")
+	}
+	return nil
+}
+
+// upstreamHealth is the upstream line of /readyz?verbose.
+func (d *daemon) upstreamHealth() error {
+	st := d.handler.State()
+	if st == nil {
 		return errors.New("no policy loaded")
 	}
 	return upstreamReady(st.Upstream)
