@@ -86,6 +86,18 @@ func lower(c byte) byte {
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
+// Equal reports whether two names in presentation format (with or without
+// the trailing dot) name the same wire-format name, letters compared without
+// case: "Office\ Printer.local." equals "office\032printer.local". Names
+// from the wire must be compared this way, never as text: miekg/dns and
+// Canonical escape the same byte differently.
+func Equal(a, b string) bool {
+	if strings.EqualFold(a, b) {
+		return true
+	}
+	return Canonical(a) == Canonical(b)
+}
+
 // Errors returned by Parse.
 var (
 	ErrEmpty    = errors.New("empty name")

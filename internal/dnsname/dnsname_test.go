@@ -118,3 +118,24 @@ func TestIsSubdomain(t *testing.T) {
 		}
 	}
 }
+
+func TestEqual(t *testing.T) {
+	tests := []struct {
+		a, b string
+		want bool
+	}{
+		{"www.example.com.", "WWW.Example.COM", true},
+		{`office\ printer.local.`, `office\032printer.local`, true},
+		{`Office\ Printer.local.`, `office\032printer.local.`, true},
+		{`john\'s.local.`, `john's.local.`, true},
+		{`a\.b.local.`, `a\046b.local.`, true},
+		{`a\.b.local.`, `a.b.local.`, false},
+		{`back\\slash.`, `back\092slash.`, true},
+		{`x.local.`, `y.local.`, false},
+	}
+	for _, tt := range tests {
+		if got := Equal(tt.a, tt.b); got != tt.want {
+			t.Errorf("Equal(%q, %q) = %v, want %v", tt.a, tt.b, got, tt.want)
+		}
+	}
+}

@@ -2,12 +2,12 @@ package cache
 
 import (
 	"math"
-	"strings"
 	"time"
 
 	"github.com/miekg/dns"
 
 	"github.com/appfence/appfence/config"
+	"github.com/appfence/appfence/internal/dnsname"
 )
 
 // StaleTTL is the TTL of every record of an answer served after its entry
@@ -40,7 +40,7 @@ func storedTTLs(k Key, m *dns.Msg, s *config.Cache) ([]uint32, bool) {
 		return nil, false
 	}
 	q := m.Question[0]
-	if q.Qtype != k.Type || q.Qclass != k.Class || !strings.EqualFold(q.Name, k.fqdn()) {
+	if q.Qtype != k.Type || q.Qclass != k.Class || !dnsname.Equal(q.Name, k.Name) {
 		return nil, false
 	}
 	lo, hi := seconds(s.MinTTL), seconds(s.MaxTTL)

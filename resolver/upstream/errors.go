@@ -9,9 +9,10 @@ import (
 	"io"
 	"net"
 	"os"
-	"strings"
 
 	"github.com/miekg/dns"
+
+	"github.com/appfence/appfence/internal/dnsname"
 )
 
 // ErrNoServers is returned when a pool has no server to ask.
@@ -57,7 +58,7 @@ func checkResponse(req, resp *dns.Msg) error {
 		return fmt.Errorf("%w: %d questions", ErrMismatch, len(resp.Question))
 	}
 	q, r := req.Question[0], resp.Question[0]
-	if q.Qtype != r.Qtype || q.Qclass != r.Qclass || !strings.EqualFold(q.Name, r.Name) {
+	if q.Qtype != r.Qtype || q.Qclass != r.Qclass || !dnsname.Equal(q.Name, r.Name) {
 		return fmt.Errorf("%w: %s", ErrMismatch, r.String())
 	}
 	return nil
