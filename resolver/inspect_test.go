@@ -537,11 +537,18 @@ func TestNameTricks(t *testing.T) {
 			t.Errorf("%s: %s, want blocked", name, dns.RcodeToString[resp.Rcode])
 		}
 	}
-	for _, name := range []string{`www.tiktok\046com.`, `www.tiktok\.com.`, `tiktok\.com.example.test.`, `xn--bcher-kva\.example.`} {
+	// `www.tiktok\.com.` is the name `www.tiktok\046com.` wrote another
+	// way: names are compared in wire form, so the second is a cache hit.
+	for _, tc := range []struct {
+		name      string
+		forwarded bool
+	}{
+		{`www.tiktok\046com.`, true}, {`www.tiktok\.com.`, false}, {`tiktok\.com.example.test.`, true}, {`xn--bcher-kva\.example.`, true},
+	} {
 		before := e.upstream.Total()
-		resp := ask(name)
-		if ede(resp) != nil || e.upstream.Total() != before+1 {
-			t.Errorf("%s: %v, want it forwarded (one label holds the dot)", name, resp)
+		resp := ask(tc.name)
+		if got := e.upstream.Total() != before; ede(resp) != nil || got != tc.forwarded {
+			t.Errorf("%s: %v, forwarded %v, want %v and not blocked (one label holds the dot)", tc.name, resp, got, tc.forwarded)
 		}
 	}
 	qs := e.upstream.Queries()
@@ -549,7 +556,7 @@ func TestNameTricks(t *testing.T) {
 	for _, q := range qs {
 		asked = append(asked, q.Name)
 	}
-	if want := []string{`www.tiktok\.com.`, `www.tiktok\.com.`, `tiktok\.com.example.test.`, `xn--bcher-kva\.example.`}; !slices.Equal(asked, want) {
+	if want := []string{`www.tiktok\.com.`, `tiktok\.com.example.test.`, `xn--bcher-kva\.example.`}; !slices.Equal(asked, want) {
 		t.Errorf("upstream asked %q, want %q", asked, want)
 	}
 }
