@@ -11,18 +11,44 @@ import (
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/appfence/appfence/internal/dnsname"
 	"github.com/appfence/appfence/metrics"
 )
 
 // health is what a Router knows of a server's availability. A server is up
-// until settings.failAfter attempts in a row fail (an error or a timeout;
-// any answer, whatever its rcode, counts as success); then it is down and a
+// until attempts for settings.failAfter distinct names fail in a row (an
+// error or a timeout; any answer, whatever its rcode, counts as success):
+// repeated failures for one name its authoritative servers never answer
+// judge that name, not the server. Then it is down and a
 // prober asks it "." NS with exponential backoff until it answers. A
 // query's answer from a down server brings it up too.
 type health struct {
-	down     atomic.Bool
-	failures atomic.Int32 // consecutive failed attempts
-	probing  atomic.Bool  // a prober is running for the server
+	down    atomic.Bool
+	probing atomic.Bool // a prober is running for the server
+
+	mu       sync.Mutex
+	failures []string // distinct names of the failed attempts since the last answer
+}
+
+// failedFor records a failed attempt for name and returns the number of
+// distinct names that failed since the last answer.
+func (h *health) failedFor(name string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, n := range h.failures {
+		if dnsname.Equal(n, name) {
+			return len(h.failures)
+		}
+	}
+	h.failures = append(h.failures, name)
+	return len(h.failures)
+}
+
+// reset forgets the failures: the server answered.
+func (h *health) reset() {
+	h.mu.Lock()
+	h.failures = h.failures[:0]
+	h.mu.Unlock()
 }
 
 func (h *health) isDown() bool { return h.down.Load() }
@@ -76,11 +102,11 @@ func (m *monitor) close() {
 // latency. An error or an answer that sends the query on (SERVFAIL,
 // REFUSED) counts as a whole timeout in the latency, so a failing server
 // stops looking fast.
-func (m *monitor) observe(e *endpoint, resp *dns.Msg, err error, took time.Duration) {
+func (m *monitor) observe(e *endpoint, name string, resp *dns.Msg, err error, took time.Duration) {
 	if err != nil {
 		e.metrics.failed(err)
 		e.latency.observe(m.timeout)
-		m.failed(e, err)
+		m.failed(e, name, err)
 		return
 	}
 	e.metrics.answered(resp.Rcode, took)
@@ -92,11 +118,12 @@ func (m *monitor) observe(e *endpoint, resp *dns.Msg, err error, took time.Durat
 	m.answered(e, "answered a query")
 }
 
-// failed counts a failed attempt; the one that reaches settings.failAfter
-// marks the server down and starts its prober.
-func (m *monitor) failed(e *endpoint, err error) {
-	n := e.failures.Add(1)
-	if int(n) < m.st.failAfter || !e.down.CompareAndSwap(false, true) {
+// failed counts a failed attempt for name; the one that makes
+// settings.failAfter distinct names marks the server down and starts its
+// prober.
+func (m *monitor) failed(e *endpoint, name string, err error) {
+	n := e.failedFor(name)
+	if n < m.st.failAfter || !e.down.CompareAndSwap(false, true) {
 		return
 	}
 	e.metrics.setUp(false)
@@ -110,7 +137,7 @@ func (m *monitor) failed(e *endpoint, err error) {
 
 // answered records a successful exchange; a down server is up again.
 func (m *monitor) answered(e *endpoint, how string) {
-	e.failures.Store(0)
+	e.reset()
 	if e.down.Load() && e.down.CompareAndSwap(true, false) {
 		e.metrics.setUp(true)
 		m.log.Info("upstream up again", "upstream", e.Name(), "how", how)

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,8 +22,8 @@ func TestDownThenUpAgain(t *testing.T) {
 		t.Fatalf("a new upstream: up gauge %v, Up() %v; want 1, true", gauge(), r.Up())
 	}
 	up.SetSilent(true)
-	for range 2 { // failAfter in tests
-		if _, err := r.Exchange(context.Background(), query("www.example.test."), "www.example.test"); err == nil {
+	for _, name := range []string{"www.example.test.", "a.example.test."} { // failAfter in tests
+		if _, err := r.Exchange(context.Background(), query(name), name); err == nil {
 			t.Fatal("a silent upstream answered")
 		}
 	}
@@ -35,8 +36,8 @@ func TestDownThenUpAgain(t *testing.T) {
 	if up.Asked(".") == 0 {
 		t.Error("no probe reached the upstream")
 	}
-	if up.Asked("www.example.test.") != 2 {
-		t.Errorf("the upstream was asked www.example.test %d times, want 2: probes are not client queries", up.Asked("www.example.test."))
+	if up.Asked("www.example.test.") != 1 {
+		t.Errorf("the upstream was asked www.example.test %d times, want 1: probes are not client queries", up.Asked("www.example.test."))
 	}
 	// Probes are not client traffic: only the two failed queries count.
 	if v := metric(t, m, "appfence_upstream_requests_total", "upstream", up.Addr, "rcode", "NXDOMAIN"); v != 0 {
@@ -59,8 +60,8 @@ func TestProbesBackOff(t *testing.T) {
 		return [][]byte{reply}
 	})
 	r := newRouter(t, nil, "failover", []string{addr})
-	for range 2 {
-		r.Exchange(context.Background(), query("www.example.test."), "www.example.test")
+	for _, name := range []string{"www.example.test.", "a.example.test."} {
+		r.Exchange(context.Background(), query(name), name)
 	}
 	if r.Up() {
 		t.Fatal("still up after 2 failures")
@@ -90,8 +91,8 @@ func TestCloseStopsProbersAndConnections(t *testing.T) {
 	// Fail the dead one twice (a down server and its prober) and use the
 	// DoT and DoH connections.
 	for _, e := range r.def.endpoints {
-		for range 2 {
-			r.def.attempt(context.Background(), e, query("www.example.test."))
+		for _, name := range []string{"www.example.test.", "a.example.test."} {
+			r.def.attempt(context.Background(), e, query(name))
 		}
 	}
 	if !r.def.endpoints[0].isDown() || !r.def.endpoints[0].probing.Load() {
@@ -124,5 +125,34 @@ func TestAnswerWithAnyRcodeKeepsServerUp(t *testing.T) {
 	}
 	if !r.Up() {
 		t.Error("a server that answers was marked down")
+	}
+}
+
+// TestOneUnansweredNameKeepsServerUp: timeouts for one name that is never
+// answered judge the name, not the server; failures for distinct names
+// mark it down.
+func TestOneUnansweredNameKeepsServerUp(t *testing.T) {
+	addr := udpServer(t, func(q *dns.Msg) []*dns.Msg {
+		if strings.HasSuffix(q.Question[0].Name, "dead.test.") {
+			return nil // the name's authoritative servers never answer
+		}
+		return []*dns.Msg{answerFor(q)}
+	})
+	m := metrics.New("test")
+	r := newRouter(t, m, "failover", []string{addr})
+	for range 5 {
+		if _, err := r.Exchange(context.Background(), query("x.dead.test."), "x.dead.test"); err == nil {
+			t.Fatal("x.dead.test answered")
+		}
+	}
+	if !r.Up() {
+		t.Fatal("five timeouts for one name marked the only upstream down")
+	}
+	mustExchange(t, r, "www.example.test.")
+	for _, name := range []string{"a.dead.test.", "b.dead.test."} { // failAfter distinct names
+		r.Exchange(context.Background(), query(name), name)
+	}
+	if r.Up() {
+		t.Error("failures for two distinct names in a row left the upstream up")
 	}
 }

@@ -113,7 +113,11 @@ func (p *Pool) attempt(ctx context.Context, e *endpoint, req *dns.Msg) (*dns.Msg
 	if err != nil && ctx.Err() != nil {
 		return nil, fmt.Errorf("upstream %s: %w", e.Name(), ctx.Err())
 	}
-	p.mon.observe(e, resp, err, took)
+	var name string
+	if len(req.Question) > 0 {
+		name = req.Question[0].Name
+	}
+	p.mon.observe(e, name, resp, err, took)
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", e.Name(), err)
 	}

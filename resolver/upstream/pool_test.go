@@ -20,20 +20,22 @@ func twoUpstreams(t *testing.T) (first, second *dnstest.Upstream) {
 
 func TestFailoverPastDeadUpstream(t *testing.T) {
 	dead, live := twoUpstreams(t)
+	live.Add(t, "w2.example.test. 300 IN A 192.0.2.2")
 	dead.SetSilent(true)
 	m := metrics.New("test")
 	r := newRouter(t, m, "failover", []string{dead.Addr, live.Addr})
+	names := []string{"www.example.test.", "w2.example.test."}
 	for i := 1; i <= 4; i++ {
-		if ip := answerIP(mustExchange(t, r, "www.example.test.")); ip != "192.0.2.2" {
+		if ip := answerIP(mustExchange(t, r, names[i%2])); ip != "192.0.2.2" {
 			t.Fatalf("query %d: answer %s, want the live upstream's", i, ip)
 		}
 	}
-	// Two failures mark the dead one down (failAfter = 2 in tests): the
-	// next queries skip it.
-	if n := dead.Asked("www.example.test."); n != 2 {
+	// Failures for two names mark the dead one down (failAfter = 2 in
+	// tests): the next queries skip it.
+	if n := dead.Total(); n != 2 {
 		t.Errorf("dead upstream asked %d times, want 2 (then skipped while down)", n)
 	}
-	if n := live.Asked("www.example.test."); n != 4 {
+	if n := live.Total(); n != 4 {
 		t.Errorf("live upstream asked %d times, want 4", n)
 	}
 	if v := metric(t, m, "appfence_upstream_up", "upstream", dead.Addr); v != 0 {
@@ -74,8 +76,8 @@ func TestAllDownStillTried(t *testing.T) {
 	cfg.Timeout = 100 * time.Millisecond
 	// Probes far apart: this test watches queries, not probes.
 	r := routerFor(t, nil, cfg, func(s *settings) { s.probeMin, s.probeMax = time.Hour, time.Hour })
-	for range 2 {
-		if _, err := r.Exchange(context.Background(), query("www.example.test."), "www.example.test"); err == nil {
+	for _, name := range []string{"www.example.test.", "a.example.test."} {
+		if _, err := r.Exchange(context.Background(), query(name), name); err == nil {
 			t.Fatal("silent upstreams answered")
 		}
 	}
@@ -87,8 +89,8 @@ func TestAllDownStillTried(t *testing.T) {
 	if ip := answerIP(mustExchange(t, r, "www.example.test.")); ip != "192.0.2.2" {
 		t.Errorf("answer %s, want b's", ip)
 	}
-	if a.Asked("www.example.test.") != 3 || b.Asked("www.example.test.") != 3 {
-		t.Errorf("a asked %d, b %d times; want 3 each", a.Asked("www.example.test."), b.Asked("www.example.test."))
+	if a.Total() != 3 || b.Total() != 3 {
+		t.Errorf("a asked %d, b %d times; want 3 each", a.Total(), b.Total())
 	}
 	// b's answer brought it up without waiting for a probe.
 	if !r.Up() || r.def.endpoints[1].isDown() {
@@ -195,7 +197,7 @@ func TestParallelAnswersFromTheFirst(t *testing.T) {
 			t.Errorf("slow upstream: errors_total{kind=%s} = %v, want 0 (it was cancelled, not failing)", k, v)
 		}
 	}
-	if r.def.endpoints[0].failures.Load() != 0 {
+	if e := r.def.endpoints[0]; e.failedFor("probe.invalid.") != 1 {
 		t.Error("the cancelled attempt counted as a failure")
 	}
 }

@@ -83,7 +83,7 @@ func TestForwardZoneGoesNowhereElse(t *testing.T) {
 		t.Errorf("corp asked %d, default %d times; want 1 and 0", corp.Asked("db.corp.example."), def.Total())
 	}
 	// The default pool's readiness does not depend on forward servers.
-	r.Exchange(context.Background(), query("db.corp.example."), "db.corp.example") // the second failure: down
+	r.Exchange(context.Background(), query("db2.corp.example."), "db2.corp.example") // the second failure (another name): down
 	if !r.Pool("db.corp.example").endpoints[0].isDown() {
 		t.Fatal("the zone's server is not down after 2 failures")
 	}
