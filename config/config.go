@@ -39,6 +39,9 @@ type Server struct {
 	RateLimit         int
 	TCPIdleTimeout    time.Duration
 	MaxTCPConnections int
+	// MaxTCPConnectionsPerClient bounds the TCP connections of one client
+	// address (IPv6: one /64).
+	MaxTCPConnectionsPerClient int
 }
 
 // Upstream is the [upstream] section.

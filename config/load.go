@@ -102,6 +102,7 @@ type rawConfig struct {
 		RateLimit         int      `toml:"rate_limit"`
 		TCPIdleTimeout    string   `toml:"tcp_idle_timeout"`
 		MaxTCPConnections int      `toml:"max_tcp_connections"`
+		MaxTCPPerClient   int      `toml:"max_tcp_connections_per_client"`
 	} `toml:"server"`
 	Upstream struct {
 		Servers  []string `toml:"servers"`
