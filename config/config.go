@@ -41,6 +41,9 @@ type Server struct {
 	TCPIdleTimeout    time.Duration
 	MaxTCPConnections int
 	TLS               TLS
+	// MaxTCPConnectionsPerClient bounds the TCP connections of one client
+	// address (IPv6: one /64).
+	MaxTCPConnectionsPerClient int
 }
 
 // TLS is the [server.tls] section: the encrypted listeners. They are off

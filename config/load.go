@@ -112,6 +112,7 @@ type rawConfig struct {
 			ClientCAFile  string   `toml:"client_ca_file"`
 			ProxyProtocol []string `toml:"proxy_protocol"`
 		} `toml:"tls"`
+		MaxTCPPerClient int `toml:"max_tcp_connections_per_client"`
 	} `toml:"server"`
 	Upstream struct {
 		Servers  []string `toml:"servers"`

@@ -96,6 +96,10 @@ func (v *validator) server(raw *rawConfig, s *Server) {
 		v.errorf("server.max_tcp_connections", "%d: must be at least 1", r.MaxTCPConnections)
 	}
 	s.MaxTCPConnections = r.MaxTCPConnections
+	if r.MaxTCPPerClient < 1 {
+		v.errorf("server.max_tcp_connections_per_client", "%d: must be at least 1", r.MaxTCPPerClient)
+	}
+	s.MaxTCPConnectionsPerClient = r.MaxTCPPerClient
 	v.tls(raw, &s.TLS)
 }
 

@@ -3,12 +3,16 @@
 //
 // Server (server.go, udp.go, tcp.go, packet.go) owns the sockets and
 // everything before a query reaches the pipeline. One packet path serves
-// UDP and TCP: the rate limit (package ratelimit) and the bound on queries
-// in flight are applied before a packet is parsed; runts, responses,
-// questions with a compression pointer or cut short, and packets that do
-// not parse are dropped unanswered and counted (answering them could be
-// aimed at a spoofed victim); TCP connections are bounded in number, in
-// idle and read time, in write time and in queries. miekg/dns provides
+// UDP and TCP: runts, responses, questions with a compression pointer or
+// cut short are dropped unanswered and counted before anything else
+// (answering them could be aimed at a spoofed victim), and only then is
+// the client charged for the rate limit (package ratelimit), so that
+// spoofed non-queries cannot drain a device's bucket; the bound on queries
+// in flight is applied before a packet is parsed, and packets that do not
+// parse are dropped too. TCP connections are refused at accept for
+// clients outside allow_clients, bounded in number in all and per client,
+// the one idle longest closed to make room, and bounded in idle and read
+// time, in write time and in queries. miekg/dns provides
 // the messages and the UDP session helpers; its Server is not used,
 // because it answers FORMERR to packets that do not parse and has no hook
 // to stop it.

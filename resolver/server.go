@@ -70,10 +70,11 @@ type Server struct {
 	// mu guards closing and conns. A connection's goroutine sets its read
 	// deadline under mu, so that Shutdown's deadline in the past, which
 	// wakes idle connections, is never overwritten.
-	mu      sync.Mutex
-	closing bool
-	conns   map[net.Conn]struct{}
-	stopped atomic.Bool // closing, for loops that do not take mu
+	mu        sync.Mutex
+	closing   bool
+	conns     map[net.Conn]*tcpConn
+	perClient map[netip.Prefix]int // open TCP connections by clientKey
+	stopped   atomic.Bool          // closing, for loops that do not take mu
 
 	loops   sync.WaitGroup // read and accept loops
 	serving sync.WaitGroup // queries and connections being served
@@ -90,7 +91,8 @@ func NewServer(h *Handler, log *slog.Logger) *Server {
 		log:           log,
 		limiter:       ratelimit.New(rateLimitEntries),
 		maxTCPQueries: maxTCPQueries,
-		conns:         map[net.Conn]struct{}{},
+		conns:         map[net.Conn]*tcpConn{},
+		perClient:     map[netip.Prefix]int{},
 		errs:          make(chan error, 1),
 	}
 	s.udpPlaces.max.Store(maxUDPInFlight)

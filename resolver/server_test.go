@@ -112,18 +112,20 @@ func TestMaxTCPConnections(t *testing.T) {
 		}
 		conns = append(conns, c)
 	}
-	// The third is reset at once, while the two are served.
-	// (The reset may even reach the client before its connect returns.)
-	if third, err := net.Dial("tcp", e.addr); err == nil {
-		if r := query(t, third, "www.example.test.", 2*time.Second); r != nil {
-			t.Errorf("connection 3 of 2 answered: %v", r)
-		}
-		third.Close()
+	// The third is served, and the connection idle the longest, the first,
+	// is closed to make room (RFC 7766, 6.2.3).
+	third := dial(t, "tcp", "", e.addr)
+	defer third.Close()
+	if query(t, third, "www.example.test.", 2*time.Second) == nil {
+		t.Error("connection 3 of 2 not served")
 	}
-	if query(t, conns[0], "www.example.test.", 2*time.Second) == nil {
-		t.Error("connection 1 no longer served")
+	if !isClosed(conns[0], 2*time.Second) {
+		t.Error("connection idle the longest still open")
 	}
-	waitFor(t, "the reset connection to be counted", func() bool { return e.counter(t, "default", "dropped") == 1 })
+	if query(t, conns[1], "www.example.test.", 2*time.Second) == nil {
+		t.Error("connection 2 no longer served")
+	}
+	conns[0] = third
 	// When one closes, a new one is served.
 	conns[1].Close()
 	waitFor(t, "the closed connection to be released", func() bool { return e.srv.tcpActive.Load() == 1 })
@@ -348,6 +350,93 @@ func TestReplyFromQueriedAddress(t *testing.T) {
 			if err != nil || resp.Rcode != q.rcode {
 				t.Errorf("query for %s to %s: %v %v", q.name, ip, resp, err)
 			}
+		}
+	}
+}
+
+// TestRateLimitChargesOnlyQueries: a flood of responses (QR=1) and runts
+// spoofed with a device's address does not drain its bucket.
+func TestRateLimitChargesOnlyQueries(t *testing.T) {
+	e := startLimited(t, "rate_limit = 5", nil)
+	c := dial(t, "udp", "127.0.0.1", e.addr)
+	defer c.Close()
+	for i := 0; i < 200; i++ {
+		m := dnstest.NewQuery("www.example.test.", dns.TypeA, false, false)
+		m.Response = true
+		m.Id = uint16(i + 1)
+		if _, err := c.Write(pack(t, m)); err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte{1, 2, 3}) // a runt
+		if i%25 == 24 {
+			time.Sleep(5 * time.Millisecond) // within the socket buffer
+		}
+	}
+	if r := readMsg(t, c, "udp", 200*time.Millisecond); r != nil {
+		t.Fatalf("a response or runt was answered: %x", r)
+	}
+	time.Sleep(300 * time.Millisecond) // the last packets read
+	if d := e.counter(t, "default", "dropped"); d == 0 || d > 400 {
+		t.Errorf("dropped = %v, want the packets read of the 400", d)
+	}
+	if got := burst(t, e.addr, "127.0.0.1", "www.example.test.", 5, 2*time.Second); got != 5 {
+		t.Errorf("after a spoofed flood: %d of 5 queries answered, want all", got)
+	}
+}
+
+// TestTCPHog: one client opening many idle connections takes no more than
+// its share, a client outside allow_clients takes none, and another client
+// is still answered over TCP: when every place is taken, the connection
+// idle the longest is closed to make room.
+func TestTCPHog(t *testing.T) {
+	e := startLimited(t, "max_tcp_connections = 8\nmax_tcp_connections_per_client = 5", nil)
+	// The hog (127.0.0.1) tries 50 connections; 5 are served.
+	var hog []net.Conn
+	served := 0
+	for i := 0; i < 50; i++ {
+		c, err := (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.1")}}).Dial("tcp", e.addr)
+		if err != nil {
+			continue
+		}
+		defer c.Close()
+		if query(t, c, "www.example.test.", time.Second) != nil {
+			served++
+			hog = append(hog, c)
+		}
+	}
+	if served != 5 {
+		t.Errorf("hog: %d connections served, want 5 (its share)", served)
+	}
+	// A client outside allow_clients never takes a place.
+	for i := 0; i < 20; i++ {
+		c, err := (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.3")}}).Dial("tcp", e.addr)
+		if err != nil {
+			continue
+		}
+		if r := query(t, c, "www.example.test.", time.Second); r != nil {
+			t.Errorf("disallowed client answered over TCP: %v", r)
+		}
+		c.Close()
+		if n := e.srv.tcpActive.Load(); n > 5 {
+			t.Fatalf("%d connections open after the disallowed client's, want 5", n)
+		}
+	}
+	// Another client opens 5: the first 3 take the free places, the next 2
+	// close the hog's connections idle the longest, and every one is
+	// answered.
+	for i := 0; i < 5; i++ {
+		c := dial(t, "tcp", "127.0.0.2", e.addr)
+		defer c.Close()
+		if query(t, c, "www.example.test.", 2*time.Second) == nil {
+			t.Fatalf("other client's connection %d not answered", i+1)
+		}
+	}
+	if n := e.srv.tcpActive.Load(); n != 8 {
+		t.Errorf("%d connections counted, want 8", n)
+	}
+	for i, c := range hog {
+		if closed := isClosed(c, 300*time.Millisecond); closed != (i < 2) {
+			t.Errorf("hog's connection %d: closed %v, want %v", i+1, closed, i < 2)
 		}
 	}
 }

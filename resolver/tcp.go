@@ -6,18 +6,47 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
 )
 
-var errTooManyConnections = errors.New("over server.max_tcp_connections")
+var (
+	errTooManyConnections = errors.New("over server.max_tcp_connections, none idle")
+	errTooManyFromClient  = errors.New("over server.max_tcp_connections_per_client")
+	errNotAllowed         = errors.New("TCP from a client outside server.allow_clients")
+	errClosing            = errors.New("server shutting down")
+)
 
-// acceptTCP accepts connections on l until Shutdown. A connection beyond
-// server.max_tcp_connections is closed at once with a reset, rather than
-// left waiting in the kernel's backlog: the client learns at once to use
-// UDP or another server, and a client that holds connections open cannot
-// make others wait.
+// tcpConn is the server's record of one TCP connection, guarded by
+// Server.mu but for idleSince.
+type tcpConn struct {
+	conn   net.Conn
+	client netip.Prefix // the client's address, or its /64 for IPv6
+	// idleSince is when the connection began to wait for its next query, in
+	// Unix nanoseconds; 0 while a query is read or answered.
+	idleSince atomic.Int64
+	released  bool // its places are given back: it is closing
+}
+
+// clientKey is what the per-client bounds count by: an IPv4 address, or
+// the /64 of an IPv6 address, which one host usually owns whole.
+func clientKey(a netip.Addr) netip.Prefix {
+	if a.Is4() {
+		return netip.PrefixFrom(a, 32)
+	}
+	p, _ := a.Prefix(64)
+	return p
+}
+
+// acceptTCP accepts connections on l until Shutdown. A client outside
+// server.allow_clients is reset at once, before it takes a place: it would
+// only get REFUSED, and must not deny TCP to the clients that are allowed.
+// So is a client over server.max_tcp_connections_per_client. When
+// server.max_tcp_connections are open, the one idle the longest is closed
+// to make room (RFC 7766, 6.2.3); when none is idle, the new one is reset
+// rather than left waiting in the kernel's backlog.
 func (s *Server) acceptTCP(l net.Listener) {
 	defer s.loops.Done()
 	var backoff time.Duration
@@ -37,23 +66,81 @@ func (s *Server) acceptTCP(l net.Listener) {
 		}
 		backoff = 0
 		client := clientAddr(c.RemoteAddr())
-		if s.tcpActive.Add(1) > int64(s.settings().MaxTCPConnections) {
-			s.tcpActive.Add(-1)
+		if !s.handler.State().Policy.Allowed(client) {
 			reset(c)
-			s.drop(client, errTooManyConnections)
+			s.drop(client, errNotAllowed)
 			continue
 		}
-		s.mu.Lock()
-		if s.closing {
-			s.mu.Unlock()
-			s.tcpActive.Add(-1)
+		tc, err := s.admit(c, client)
+		switch {
+		case errors.Is(err, errClosing):
 			c.Close()
 			return
+		case err != nil:
+			reset(c)
+			s.drop(client, err)
+			continue
 		}
-		s.conns[c] = struct{}{}
-		s.serving.Add(1)
-		s.mu.Unlock()
-		go s.serveTCPConn(c, client)
+		go s.serveTCPConn(tc, client)
+	}
+}
+
+// admit gives c a place among the TCP connections, closing the connection
+// idle the longest when all are taken.
+func (s *Server) admit(c net.Conn, client netip.Addr) (*tcpConn, error) {
+	set := s.settings()
+	key := clientKey(client)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return nil, errClosing
+	}
+	if s.perClient[key] >= set.MaxTCPConnectionsPerClient {
+		return nil, errTooManyFromClient
+	}
+	if s.tcpActive.Load() >= int64(set.MaxTCPConnections) {
+		old := s.oldestIdle()
+		if old == nil {
+			return nil, errTooManyConnections
+		}
+		s.release(old)
+		old.conn.SetReadDeadline(time.Unix(1, 0)) // its goroutine closes it
+	}
+	tc := &tcpConn{conn: c, client: key}
+	s.conns[c] = tc
+	s.perClient[key]++
+	s.tcpActive.Add(1)
+	s.serving.Add(1)
+	return tc, nil
+}
+
+// oldestIdle returns the connection that has waited longest for a query,
+// or nil when none waits. It scans every connection, which happens only
+// when all places are taken. s.mu is held.
+func (s *Server) oldestIdle() *tcpConn {
+	var oldest *tcpConn
+	var since int64
+	for _, tc := range s.conns {
+		t := tc.idleSince.Load()
+		if t == 0 || tc.released {
+			continue
+		}
+		if oldest == nil || t < since {
+			oldest, since = tc, t
+		}
+	}
+	return oldest
+}
+
+// release gives back tc's places, once. s.mu is held.
+func (s *Server) release(tc *tcpConn) {
+	if tc.released {
+		return
+	}
+	tc.released = true
+	s.tcpActive.Add(-1)
+	if s.perClient[tc.client]--; s.perClient[tc.client] <= 0 {
+		delete(s.perClient, tc.client)
 	}
 }
 
@@ -71,13 +158,14 @@ func reset(c net.Conn) {
 // is cut off), does not take a reply within that time, sends a packet that
 // is dropped or announces one larger than maxQuerySize, or has sent
 // maxTCPQueries queries.
-func (s *Server) serveTCPConn(c net.Conn, client netip.Addr) {
+func (s *Server) serveTCPConn(tc *tcpConn, client netip.Addr) {
+	c := tc.conn
 	defer func() {
 		s.mu.Lock()
 		delete(s.conns, c)
+		s.release(tc)
 		s.mu.Unlock()
 		c.Close()
-		s.tcpActive.Add(-1)
 		s.serving.Done()
 	}()
 	w := &tcpWriter{conn: c}
@@ -86,16 +174,19 @@ func (s *Server) serveTCPConn(c net.Conn, client netip.Addr) {
 	for q := 0; q < s.maxTCPQueries; q++ {
 		timeout := s.settings().TCPIdleTimeout
 		s.mu.Lock()
-		if s.closing {
+		if s.closing || tc.released {
 			s.mu.Unlock()
 			return
 		}
-		c.SetReadDeadline(time.Now().Add(timeout))
+		now := time.Now()
+		c.SetReadDeadline(now.Add(timeout))
+		tc.idleSince.Store(now.UnixNano())
 		s.mu.Unlock()
 		var n [2]byte
 		if _, err := io.ReadFull(c, n[:]); err != nil {
 			return
 		}
+		tc.idleSince.Store(0)
 		size := int(binary.BigEndian.Uint16(n[:]))
 		if size > maxQuerySize {
 			s.drop(client, errTooLarge)

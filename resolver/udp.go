@@ -152,19 +152,21 @@ func (s *Server) readFailed(err error) bool {
 }
 
 // udpPacket handles a packet from peer. Each packet is checked before
-// anything else: the rate limit and the checks that need no parsing
-// (checkPacket), so that a flood costs a read and a table lookup per
-// packet. The fast path then answers it: the reply is appended to out and
+// anything else: first the checks that need no parsing (checkPacket), then
+// the rate limit, so that a flood costs a read and a table lookup per
+// packet, and only packets that look like queries are charged to the
+// client's bucket: responses or runts spoofed with a device's source
+// address do not drain it. The fast path then answers it: the reply is appended to out and
 // returned with true. Otherwise a goroutine takes it through the Handler,
 // within the bound on queries in flight, and sends the reply itself.
 func (s *Server) udpPacket(u udpSocket, raw []byte, peer udpPeer, out []byte, scratch *fastScratch) ([]byte, bool) {
 	client := peer.addr.Addr().Unmap()
-	if rate := s.settings().RateLimit; rate > 0 && !s.limiter.Allow(client, rate, time.Now()) {
-		s.drop(client, errRateLimit)
-		return out, false
-	}
 	if err := checkPacket(raw); err != nil {
 		s.drop(client, err)
+		return out, false
+	}
+	if rate := s.settings().RateLimit; rate > 0 && !s.limiter.Allow(client, rate, time.Now()) {
+		s.drop(client, errRateLimit)
 		return out, false
 	}
 	if reply, ok := s.handler.serveWire(raw, client, true, out, scratch); ok {
