@@ -405,12 +405,9 @@ func (v *validator) groups(raw *rawConfig) []Group {
 				v.errorf(key, "%q: a ClientID is 1 to 63 of a-z, 0-9 and '-'", id)
 				continue
 			}
-			if other, dup := idOwners[c]; dup {
-				v.errorf(key, "ClientID %q is also in %s", c, other)
-				continue
+			if v.claim(idOwners, key, "ClientID", c, r.Name) {
+				g.ClientIDs = append(g.ClientIDs, c)
 			}
-			idOwners[c] = fmt.Sprintf("group %q (line %d)", r.Name, v.line(key))
-			g.ClientIDs = append(g.ClientIDs, c)
 		}
 		for j, n := range r.ClientCerts {
 			key := elem(path+".client_certs", j)
@@ -423,12 +420,9 @@ func (v *validator) groups(raw *rawConfig) []Group {
 				v.errorf(key, "empty certificate name")
 				continue
 			}
-			if other, dup := certOwners[c]; dup {
-				v.errorf(key, "certificate %q is also in %s", c, other)
-				continue
+			if v.claim(certOwners, key, "certificate", c, r.Name) {
+				g.ClientCerts = append(g.ClientCerts, c)
 			}
-			certOwners[c] = fmt.Sprintf("group %q (line %d)", r.Name, v.line(key))
-			g.ClientCerts = append(g.ClientCerts, c)
 		}
 		for j, c := range r.Clients {
 			p, err := iptable.ParsePrefix(c)
@@ -611,4 +605,16 @@ func withDefaultPort(s, port string) (addr, host string, err error) {
 		return "", "", fmt.Errorf("no host")
 	}
 	return net.JoinHostPort(h, p), h, nil
+}
+
+// claim records that the identity name (a ClientID or a certificate name,
+// what says which) at key belongs to group, and reports false with an
+// error when another group already holds it: one identity, one group.
+func (v *validator) claim(owners map[string]string, key, what, name, group string) bool {
+	if other, dup := owners[name]; dup {
+		v.errorf(key, "%s %q is also in %s", what, name, other)
+		return false
+	}
+	owners[name] = fmt.Sprintf("group %q (line %d)", group, v.line(key))
+	return true
 }
