@@ -47,7 +47,16 @@ sources = [{ url = "%s/list.txt", format = "hosts", refresh = "1h" }]
 	if files, _ := os.ReadDir(cacheDir); len(files) != 2 {
 		t.Errorf("cache %s holds %d files, want the list and its meta", cacheDir, len(files))
 	}
-	if !strings.Contains(e.logs.String(), "reason=\"downloaded: "+srv.URL+"/list.txt\"") || !strings.Contains(e.logs.String(), "rules_added=1") {
+	// The new policy serves before the reload's log line is written: wait
+	// for the line rather than read the log once.
+	logged := func() bool {
+		l := e.logs.String()
+		return strings.Contains(l, "reason=\"downloaded: "+srv.URL+"/list.txt\"") && strings.Contains(l, "rules_added=1")
+	}
+	for wait := time.Now().Add(5 * time.Second); !logged() && time.Now().Before(wait); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !logged() {
 		t.Errorf("the log does not show the reload the download caused:\n%s", e.logs.String())
 	}
 
