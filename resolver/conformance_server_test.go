@@ -1,0 +1,331 @@
+package resolver
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/appfence/appfence/internal/dnstest"
+)
+
+// Server-side protocol conformance (issue 13): what AppFence answers
+// itself, on real sockets. docs/conformance.md has the table.
+
+// askRaw sends m over netw and returns the reply, failing the test when
+// there is none.
+func askRaw(t *testing.T, e *env, netw string, m *dns.Msg) *dns.Msg {
+	t.Helper()
+	b := rawExchange(t, netw, "", e.addr, pack(t, m), 2*time.Second)
+	if b == nil {
+		t.Fatalf("%s %v: no reply", netw, m.Question)
+	}
+	return unpack(t, b, m.Id)
+}
+
+// TestChaosClass: CHAOS TXT id.server, hostname.bind, version.bind and
+// version.server are answered here (RFC 4892) from server.identity and
+// server.version, every other CHAOS query and every class but IN and ANY
+// is REFUSED, and none reaches the upstream.
+func TestChaosClass(t *testing.T) {
+	q := func(name string, qtype, class uint16) *dns.Msg {
+		m := dnstest.NewQuery(name, qtype, true, false)
+		m.Question[0].Qclass = class
+		return m
+	}
+	tests := []struct {
+		name   string
+		server string // lines of [server]
+		msg    *dns.Msg
+		rcode  int
+		txt    string // the TXT answer, "" for none
+	}{
+		{"id.server", `identity = "dns-1.test"`, q("id.server.", dns.TypeTXT, dns.ClassCHAOS), dns.RcodeSuccess, "dns-1.test"},
+		{"hostname.bind", `identity = "dns-1.test"`, q("HOSTNAME.bind.", dns.TypeTXT, dns.ClassCHAOS), dns.RcodeSuccess, "dns-1.test"},
+		{"id.server ANY", `identity = "dns-1.test"`, q("id.server.", dns.TypeANY, dns.ClassCHAOS), dns.RcodeSuccess, "dns-1.test"},
+		{"identity escapes", `identity = 'a\b "c"'`, q("id.server.", dns.TypeTXT, dns.ClassCHAOS), dns.RcodeSuccess, `a\b "c"`},
+		{"identity off", `identity = ""`, q("id.server.", dns.TypeTXT, dns.ClassCHAOS), dns.RcodeRefused, ""},
+		{"version off by default", "", q("version.bind.", dns.TypeTXT, dns.ClassCHAOS), dns.RcodeRefused, ""},
+		{"version.bind", `version = "appfence-test"`, q("version.bind.", dns.TypeTXT, dns.ClassCHAOS), dns.RcodeSuccess, "appfence-test"},
+		{"version.server", `version = "appfence-test"`, q("version.server.", dns.TypeTXT, dns.ClassCHAOS), dns.RcodeSuccess, "appfence-test"},
+		{"CH A id.server", `identity = "dns-1.test"`, q("id.server.", dns.TypeA, dns.ClassCHAOS), dns.RcodeRefused, ""},
+		{"other CH name", `identity = "dns-1.test"`, q("authors.bind.", dns.TypeTXT, dns.ClassCHAOS), dns.RcodeRefused, ""},
+		{"CH www", "", q("www.example.test.", dns.TypeA, dns.ClassCHAOS), dns.RcodeRefused, ""},
+		{"HS", "", q("www.example.test.", dns.TypeA, dns.ClassHESIOD), dns.RcodeRefused, ""},
+		{"NONE", "", q("www.example.test.", dns.TypeA, dns.ClassNONE), dns.RcodeRefused, ""},
+		{"class 2", "", q("www.example.test.", dns.TypeA, 2), dns.RcodeRefused, ""},
+		{"class 0", "", q("www.example.test.", dns.TypeA, 0), dns.RcodeRefused, ""},
+	}
+	envs := map[string]*env{}
+	for _, tt := range tests {
+		e := envs[tt.server]
+		if e == nil {
+			e = startLimited(t, tt.server, nil)
+			envs[tt.server] = e
+		}
+		for _, netw := range []string{"udp", "tcp"} {
+			resp := askRaw(t, e, netw, tt.msg)
+			if resp.Rcode != tt.rcode {
+				t.Errorf("%s/%s: %s, want %s", tt.name, netw, dns.RcodeToString[resp.Rcode], dns.RcodeToString[tt.rcode])
+			}
+			if resp.Question[0] != tt.msg.Question[0] {
+				t.Errorf("%s/%s: question %v, want %v", tt.name, netw, resp.Question[0], tt.msg.Question[0])
+			}
+			if tt.txt == "" {
+				if len(resp.Answer) != 0 {
+					t.Errorf("%s/%s: answer %v, want none", tt.name, netw, resp.Answer)
+				}
+				continue
+			}
+			if len(resp.Answer) != 1 {
+				t.Fatalf("%s/%s: answer %v, want one TXT", tt.name, netw, resp.Answer)
+			}
+			txt, ok := resp.Answer[0].(*dns.TXT)
+			if !ok || txt.Hdr.Class != dns.ClassCHAOS || txt.Hdr.Name != tt.msg.Question[0].Name || len(txt.Txt) != 1 {
+				t.Fatalf("%s/%s: answer %v, want CH TXT", tt.name, netw, resp.Answer[0])
+			}
+			// The wire bytes of the string, not miekg/dns's escaped form.
+			rdata := make([]byte, 512)
+			n, err := dns.PackRR(txt, rdata, 0, nil, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rdata = rdata[n-int(txt.Hdr.Rdlength) : n]
+			if got := string(rdata[1:]); got != tt.txt || int(rdata[0]) != len(tt.txt) {
+				t.Errorf("%s/%s: TXT %q, want %q", tt.name, netw, got, tt.txt)
+			}
+		}
+	}
+	for server, e := range envs {
+		if n := e.upstream.Total(); n != 0 {
+			t.Errorf("[server] %q: upstream asked %d times", server, n)
+		}
+	}
+	// Class ANY is forwarded like IN.
+	e := envs[""]
+	if resp := askRaw(t, e, "udp", q("www.example.test.", dns.TypeA, dns.ClassANY)); resp.Rcode != dns.RcodeSuccess || e.upstream.Total() != 1 {
+		t.Errorf("class ANY: %v, upstream asked %d times; want it forwarded", resp, e.upstream.Total())
+	}
+}
+
+// withOption returns a query for name with EDNS and one option of code
+// and data, packed as given.
+func withOption(t *testing.T, name string, code uint16, data []byte) []byte {
+	t.Helper()
+	m := dnstest.NewQuery(name, dns.TypeA, true, false)
+	m.IsEdns0().Option = []dns.EDNS0{&dns.EDNS0_LOCAL{Code: code, Data: data}}
+	return pack(t, m)
+}
+
+// TestMalformedOptions: a query with a badly formed option that AppFence
+// knows is answered FORMERR (with the question and an OPT), not dropped,
+// over UDP and TCP, from the fast path's cache hit too; well-formed ones
+// are answered.
+func TestMalformedOptions(t *testing.T) {
+	e := startEnv(t, "")
+	const name = "www.example.test."
+	e.ask(t, "udp", "127.0.0.1", dnstest.NewQuery(name, dns.TypeA, true, false)) // cached: hits take the fast path
+	before := e.upstream.Total()
+	brokenFrame := withOption(t, name, 65001, []byte{1, 2, 3, 4})
+	binary.BigEndian.PutUint16(brokenFrame[len(brokenFrame)-6:], 10) // the option's length: past the end
+	tests := []struct {
+		name  string
+		raw   []byte
+		rcode int
+	}{
+		{"ECS length 0", withOption(t, name, dns.EDNS0SUBNET, nil), dns.RcodeFormatError},
+		{"ECS family 3", withOption(t, name, dns.EDNS0SUBNET, []byte{0, 3, 0, 0}), dns.RcodeFormatError},
+		{"ECS family 0 with a prefix", withOption(t, name, dns.EDNS0SUBNET, []byte{0, 0, 8, 0, 10}), dns.RcodeFormatError},
+		{"ECS IPv4 /33", withOption(t, name, dns.EDNS0SUBNET, []byte{0, 1, 33, 0, 192, 0, 2, 1, 0}), dns.RcodeFormatError},
+		{"ECS address longer than its prefix", withOption(t, name, dns.EDNS0SUBNET, []byte{0, 1, 16, 0, 192, 0, 2}), dns.RcodeFormatError},
+		{"ECS bits beyond the prefix", withOption(t, name, dns.EDNS0SUBNET, []byte{0, 1, 20, 0, 192, 0, 0xFF}), dns.RcodeFormatError},
+		{"ECS scope in a query", withOption(t, name, dns.EDNS0SUBNET, []byte{0, 1, 24, 24, 192, 0, 2}), dns.RcodeFormatError},
+		{"keepalive length 1", withOption(t, name, dns.EDNS0TCPKEEPALIVE, []byte{1}), dns.RcodeFormatError},
+		{"keepalive length 3", withOption(t, name, dns.EDNS0TCPKEEPALIVE, []byte{0, 1, 2}), dns.RcodeFormatError},
+		{"cookie of 5 bytes", withOption(t, name, dns.EDNS0COOKIE, make([]byte, 5)), dns.RcodeFormatError},
+		{"cookie of 12 bytes", withOption(t, name, dns.EDNS0COOKIE, make([]byte, 12)), dns.RcodeFormatError},
+		{"cookie of 41 bytes", withOption(t, name, dns.EDNS0COOKIE, make([]byte, 41)), dns.RcodeFormatError},
+		{"expire of 2 bytes", withOption(t, name, dns.EDNS0EXPIRE, []byte{0, 1}), dns.RcodeFormatError},
+		{"option past the end", brokenFrame, dns.RcodeFormatError},
+		{"ECS IPv4 /24", withOption(t, name, dns.EDNS0SUBNET, []byte{0, 1, 24, 0, 192, 0, 2}), dns.RcodeSuccess},
+		{"ECS IPv6 /56", withOption(t, name, dns.EDNS0SUBNET, []byte{0, 2, 56, 0, 0x20, 1, 0xd, 0xb8, 0, 0, 1}), dns.RcodeSuccess},
+		{"ECS as dig sends /0", withOption(t, name, dns.EDNS0SUBNET, []byte{0, 0, 0, 0}), dns.RcodeSuccess},
+		{"keepalive empty", withOption(t, name, dns.EDNS0TCPKEEPALIVE, nil), dns.RcodeSuccess},
+		{"client cookie", withOption(t, name, dns.EDNS0COOKIE, make([]byte, 8)), dns.RcodeSuccess},
+		{"client and server cookie", withOption(t, name, dns.EDNS0COOKIE, make([]byte, 24)), dns.RcodeSuccess},
+		{"unknown option", withOption(t, name, 65001, []byte{1}), dns.RcodeSuccess},
+	}
+	for _, tt := range tests {
+		for _, netw := range []string{"udp", "tcp"} {
+			b := rawExchange(t, netw, "", e.addr, tt.raw, 2*time.Second)
+			if b == nil {
+				t.Errorf("%s/%s: no reply", tt.name, netw)
+				continue
+			}
+			resp := unpack(t, b, binary.BigEndian.Uint16(tt.raw))
+			if resp.Rcode != tt.rcode {
+				t.Errorf("%s/%s: %s, want %s", tt.name, netw, dns.RcodeToString[resp.Rcode], dns.RcodeToString[tt.rcode])
+			}
+			if len(resp.Question) != 1 || resp.Question[0].Name != name || resp.IsEdns0() == nil {
+				t.Errorf("%s/%s: question %v, OPT %v; want the question and an OPT", tt.name, netw, resp.Question, resp.IsEdns0())
+			}
+			if len(b) > len(tt.raw) && tt.rcode == dns.RcodeFormatError {
+				t.Errorf("%s/%s: FORMERR of %d bytes to a query of %d", tt.name, netw, len(b), len(tt.raw))
+			}
+		}
+	}
+	if n := e.upstream.Total() - before; n != 0 {
+		t.Errorf("upstream asked %d times: every answer is from the cache or FORMERR", n)
+	}
+	if d := e.counter(t, "default", "dropped"); d != 0 {
+		t.Errorf("%v queries dropped, want none", d)
+	}
+}
+
+// TestOPTOwnerNotRoot: an OPT record owned by another name than the root
+// is a malformed query (RFC 6891, 6.1.2): FORMERR.
+func TestOPTOwnerNotRoot(t *testing.T) {
+	e := startEnv(t, "")
+	m := dnstest.NewQuery("www.example.test.", dns.TypeA, true, false)
+	m.IsEdns0().Hdr.Name = "example.test."
+	for _, netw := range []string{"udp", "tcp"} {
+		if resp := askRaw(t, e, netw, m); resp.Rcode != dns.RcodeFormatError {
+			t.Errorf("%s: %s, want FORMERR", netw, dns.RcodeToString[resp.Rcode])
+		}
+	}
+	if n := e.upstream.Total(); n != 0 {
+		t.Errorf("upstream asked %d times", n)
+	}
+}
+
+// TestNotImpRecursionAvailable: NOTIMP, like every answer, has RA set.
+func TestNotImpRecursionAvailable(t *testing.T) {
+	e := startEnv(t, "")
+	for _, opcode := range []int{dns.OpcodeNotify, dns.OpcodeStatus, 3, 15} {
+		m := dnstest.NewQuery("www.example.test.", dns.TypeSOA, true, false)
+		m.Opcode = opcode
+		for _, netw := range []string{"udp", "tcp"} {
+			resp := askRaw(t, e, netw, m)
+			if resp.Rcode != dns.RcodeNotImplemented || !resp.RecursionAvailable || resp.Opcode != opcode {
+				t.Errorf("opcode %d/%s: %s RA=%v opcode %d, want NOTIMP with RA and the opcode", opcode, netw,
+					dns.RcodeToString[resp.Rcode], resp.RecursionAvailable, resp.Opcode)
+			}
+		}
+	}
+}
+
+// TestServfailHasEDE: every SERVFAIL AppFence sends says why (RFC 8914):
+// a silent upstream (22), an unreachable one (23), no upstream place free
+// (0), the upstream's own SERVFAIL (0), with and without the cache, and
+// for ANY.
+func TestServfailHasEDE(t *testing.T) {
+	closed := func() string { // a port where nothing listens: ICMP port unreachable
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.LocalAddr().String()
+	}()
+	tests := []struct {
+		name   string
+		cache  bool
+		setup  func(e *env)
+		server string // the upstream address; "" for e's
+		qtype  uint16
+		codes  []uint16 // acceptable
+	}{
+		{"silent", true, func(e *env) { e.upstream.SetSilent(true) }, "", dns.TypeA, []uint16{dns.ExtendedErrorCodeNoReachableAuthority}},
+		{"silent, no cache", false, func(e *env) { e.upstream.SetSilent(true) }, "", dns.TypeA, []uint16{dns.ExtendedErrorCodeNoReachableAuthority}},
+		{"silent ANY", true, func(e *env) { e.upstream.SetSilent(true) }, "", dns.TypeANY, []uint16{dns.ExtendedErrorCodeNoReachableAuthority}},
+		{"unreachable", true, nil, closed, dns.TypeA, []uint16{dns.ExtendedErrorCodeNetworkError}},
+		{"busy", true, func(e *env) { e.handler.upstreamPlaces.max.Store(0) }, "", dns.TypeA, []uint16{dns.ExtendedErrorCodeOther}},
+		{"busy, no cache", false, func(e *env) { e.handler.upstreamPlaces.max.Store(0) }, "", dns.TypeA, []uint16{dns.ExtendedErrorCodeOther}},
+		{"upstream SERVFAIL", true, func(e *env) { e.upstream.SetRcode(dns.RcodeServerFailure) }, "", dns.TypeA, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			up := dnstest.NewUpstream(t, upstreamRecords...)
+			addr := up.Addr
+			if tt.server != "" {
+				addr = tt.server
+			}
+			cfg := fmt.Sprintf(testConfig, addr, "")
+			if !tt.cache {
+				cfg += "\n[cache]\nsize = 0\n"
+			}
+			e := startEnvWith(t, up, cfg)
+			if tt.setup != nil {
+				tt.setup(e)
+			}
+			for _, netw := range []string{"udp", "tcp"} {
+				m := dnstest.NewQuery(fmt.Sprintf("q-%s.example.test.", netw), tt.qtype, true, false)
+				resp := e.ask(t, netw, "127.0.0.1", m)
+				if resp.Rcode != dns.RcodeServerFailure {
+					t.Fatalf("%s: %s, want SERVFAIL", netw, dns.RcodeToString[resp.Rcode])
+				}
+				x := ede(resp)
+				if x == nil {
+					t.Fatalf("%s: SERVFAIL without EDE", netw)
+				}
+				ok := tt.codes == nil
+				for _, c := range tt.codes {
+					ok = ok || x.InfoCode == c
+				}
+				if !ok {
+					t.Errorf("%s: EDE %d %q, want one of %v", netw, x.InfoCode, x.ExtraText, tt.codes)
+				}
+			}
+		})
+	}
+}
+
+// TestANYNonexistent: ANY is answered with RFC 8482's HINFO for a name
+// that exists, and keeps the upstream's NXDOMAIN (with its SOA) for one
+// that does not; the upstream is asked for A, never for ANY.
+func TestANYNonexistent(t *testing.T) {
+	up := dnstest.NewUpstream(t, append(upstreamRecords,
+		"alias.example.test. 300 IN CNAME gone.example.test.",
+		"onlytxt.example.test. 300 IN TXT \"x\"")...)
+	for _, cache := range []string{"", "\n[cache]\nsize = 0\n"} {
+		e := startEnvWith(t, up, fmt.Sprintf(testConfig, up.Addr, "")+cache)
+		tests := []struct {
+			name  string
+			rcode int
+			hinfo bool
+		}{
+			{"Missing.Example.Test.", dns.RcodeNameError, false},
+			{"www.example.test.", dns.RcodeSuccess, true},
+			{"onlytxt.example.test.", dns.RcodeSuccess, true},
+			{"alias.example.test.", dns.RcodeSuccess, true}, // exists: its CNAME's target does not
+		}
+		for _, tt := range tests {
+			for _, netw := range []string{"udp", "tcp"} {
+				resp := e.ask(t, netw, "127.0.0.1", dnstest.NewQuery(tt.name, dns.TypeANY, true, false))
+				if resp.Rcode != tt.rcode {
+					t.Errorf("cache %q %s ANY %s: %s, want %s", cache, netw, tt.name, dns.RcodeToString[resp.Rcode], dns.RcodeToString[tt.rcode])
+				}
+				if resp.Question[0].Name != tt.name || resp.Question[0].Qtype != dns.TypeANY {
+					t.Errorf("%s ANY %s: question %v", netw, tt.name, resp.Question[0])
+				}
+				if tt.hinfo {
+					if len(resp.Answer) != 1 || resp.Answer[0].Header().Rrtype != dns.TypeHINFO {
+						t.Errorf("%s ANY %s: answer %v, want the HINFO", netw, tt.name, resp.Answer)
+					}
+					continue
+				}
+				if len(resp.Answer) != 0 || len(resp.Ns) != 1 || resp.Ns[0].Header().Rrtype != dns.TypeSOA {
+					t.Errorf("%s ANY %s: answer %v authority %v, want the upstream's SOA", netw, tt.name, resp.Answer, resp.Ns)
+				}
+			}
+		}
+	}
+	for _, q := range up.Queries() {
+		if q.Type != dns.TypeA {
+			t.Errorf("upstream asked %s %s, want only A", q.Name, dns.TypeToString[q.Type])
+		}
+	}
+}
