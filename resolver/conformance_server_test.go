@@ -3,7 +3,11 @@ package resolver
 import (
 	"encoding/binary"
 	"fmt"
+	"io"
 	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -327,5 +331,221 @@ func TestANYNonexistent(t *testing.T) {
 		if q.Type != dns.TypeA {
 			t.Errorf("upstream asked %s %s, want only A", q.Name, dns.TypeToString[q.Type])
 		}
+	}
+}
+
+// heldUpstream is an upstream on 127.0.0.1 that answers every A query
+// with 192.0.2.1, except that the answer for held waits until release is
+// closed (held is a canonical name with the trailing dot), and each answer
+// waits delay; it records the most queries it had in hand at once.
+type heldUpstream struct {
+	addr     string
+	held     string
+	release  chan struct{}
+	delay    time.Duration
+	cur, max atomic.Int64
+}
+
+func newHeldUpstream(t *testing.T, held string, delay time.Duration) *heldUpstream {
+	t.Helper()
+	u := &heldUpstream{held: held, release: make(chan struct{}), delay: delay}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.addr = pc.LocalAddr().String()
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(u.serve)}
+	started := make(chan struct{})
+	srv.NotifyStartedFunc = func() { close(started) }
+	go srv.ActivateAndServe()
+	<-started
+	var once sync.Once
+	t.Cleanup(func() {
+		once.Do(func() { u.Release() })
+		srv.Shutdown()
+	})
+	return u
+}
+
+// Release lets the held answer go.
+func (u *heldUpstream) Release() {
+	select {
+	case <-u.release:
+	default:
+		close(u.release)
+	}
+}
+
+func (u *heldUpstream) serve(w dns.ResponseWriter, req *dns.Msg) {
+	n := u.cur.Add(1)
+	for m := u.max.Load(); n > m && !u.max.CompareAndSwap(m, n); m = u.max.Load() {
+	}
+	q := req.Question[0]
+	if dns.CanonicalName(q.Name) == u.held {
+		<-u.release
+	}
+	time.Sleep(u.delay)
+	u.cur.Add(-1) // before the answer leaves: the next query may follow it at once
+	resp := new(dns.Msg)
+	resp.SetReply(req)
+	resp.RecursionAvailable = true
+	resp.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 300}, A: net.IPv4(192, 0, 2, 1)}}
+	if opt := req.IsEdns0(); opt != nil {
+		resp.SetEdns0(1232, opt.Do())
+	}
+	w.WriteMsg(resp)
+}
+
+// startHeld starts the resolver in front of u, with an upstream timeout
+// long enough for a held answer, and adjust applied to the server.
+func startHeld(t *testing.T, u *heldUpstream, adjust func(*Server)) *env {
+	t.Helper()
+	cfg := strings.Replace(fmt.Sprintf(testConfig, u.addr, ""), `timeout = "500ms"`, `timeout = "10s"`, 1)
+	return startEnvServer(t, dnstest.NewUpstream(t), cfg, time.Now, adjust)
+}
+
+// pipeline writes queries for names on c in one write, with IDs from 1.
+func pipeline(t *testing.T, c net.Conn, names []string) {
+	t.Helper()
+	var all []byte
+	for i, n := range names {
+		m := dnstest.NewQuery(n, dns.TypeA, false, false)
+		m.Id = uint16(i + 1)
+		q := pack(t, m)
+		all = binary.BigEndian.AppendUint16(all, uint16(len(q)))
+		all = append(all, q...)
+	}
+	if _, err := c.Write(all); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readReply reads one reply from c within wait; nil at EOF, and the
+// read's error.
+func readReply(t *testing.T, c net.Conn, wait time.Duration) (*dns.Msg, error) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(wait))
+	var n [2]byte
+	if _, err := io.ReadFull(c, n[:]); err != nil {
+		return nil, err
+	}
+	b := make([]byte, binary.BigEndian.Uint16(n[:]))
+	if _, err := io.ReadFull(c, b); err != nil {
+		return nil, err
+	}
+	m := new(dns.Msg)
+	if err := m.Unpack(b); err != nil {
+		t.Fatalf("reply does not parse: %v", err)
+	}
+	return m, nil
+}
+
+// TestTCPPipelined sends 150 queries on one connection in one write, the
+// first for a name whose upstream answer is held back: the 149 others are
+// answered first (RFC 7766, 6.2.1.1: concurrently, out of order), the
+// 129th and later too (they were read with the first 128, the
+// per-connection limit), then the held one, and then the server closes the
+// connection gracefully: EOF, not a reset.
+func TestTCPPipelined(t *testing.T) {
+	const batch = 150
+	u := newHeldUpstream(t, "slow.example.test.", 0)
+	e := startHeld(t, u, nil)
+	names := []string{"slow.example.test."}
+	for i := 1; i < batch; i++ {
+		names = append(names, fmt.Sprintf("n%d.example.test.", i))
+	}
+	c := dial(t, "tcp", "", e.addr)
+	defer c.Close()
+	pipeline(t, c, names)
+	seen := map[uint16]bool{}
+	for len(seen) < batch-1 {
+		m, err := readReply(t, c, 10*time.Second)
+		if err != nil {
+			t.Fatalf("after %d replies: %v", len(seen), err)
+		}
+		if m.Id == 1 {
+			t.Fatal("the held answer came before the others")
+		}
+		if seen[m.Id] || m.Id > batch || m.Rcode != dns.RcodeSuccess || len(m.Answer) != 1 || m.Question[0].Name != names[m.Id-1] {
+			t.Fatalf("reply %d: %v", len(seen)+1, m)
+		}
+		seen[m.Id] = true
+	}
+	u.Release()
+	m, err := readReply(t, c, 10*time.Second)
+	if err != nil || m.Id != 1 || m.Rcode != dns.RcodeSuccess || len(m.Answer) != 1 {
+		t.Fatalf("the held answer: %v %v", m, err)
+	}
+	if _, err := readReply(t, c, 5*time.Second); err != io.EOF {
+		t.Errorf("after %d replies: %v, want EOF (a graceful close)", batch, err)
+	}
+}
+
+// TestTCPClosedGracefully: past the per-connection query limit the server
+// answers what it read, sends FIN, and reads and discards the queries
+// still coming: the client reads every reply and then EOF, never a reset.
+func TestTCPClosedGracefully(t *testing.T) {
+	e := startLimited(t, "", func(s *Server) { s.maxTCPQueries = 4 })
+	c := dial(t, "tcp", "", e.addr)
+	defer c.Close()
+	names := []string{"www.example.test.", "txt.example.test.", "www.example.test.", "missing.example.test."}
+	pipeline(t, c, names)
+	for i := range names {
+		if m, err := readReply(t, c, 5*time.Second); err != nil || m.Question[0].Name != names[m.Id-1] {
+			t.Fatalf("reply %d: %v %v", i+1, m, err)
+		}
+	}
+	pipeline(t, c, names) // past the limit: not answered
+	if m, err := readReply(t, c, 5*time.Second); err != io.EOF {
+		t.Errorf("past the limit: %v %v, want EOF", m, err)
+	}
+	c.Close()
+	waitFor(t, "the connection to be released", func() bool { return e.srv.tcpActive.Load() == 0 })
+}
+
+// TestTCPInFlightBound: one connection has at most maxTCPInFlight queries
+// being answered at once, and they are answered concurrently.
+func TestTCPInFlightBound(t *testing.T) {
+	const bound = 4
+	u := newHeldUpstream(t, "", 50*time.Millisecond)
+	e := startHeld(t, u, func(s *Server) { s.maxTCPInFlight = bound })
+	var names []string
+	for i := 0; i < 40; i++ {
+		names = append(names, fmt.Sprintf("n%d.example.test.", i))
+	}
+	c := dial(t, "tcp", "", e.addr)
+	defer c.Close()
+	pipeline(t, c, names)
+	for i := range names {
+		if m, err := readReply(t, c, 10*time.Second); err != nil || m.Rcode != dns.RcodeSuccess {
+			t.Fatalf("reply %d: %v %v", i+1, m, err)
+		}
+	}
+	if m := u.max.Load(); m > bound || m < 2 {
+		t.Errorf("the upstream had up to %d queries of the connection at once, want 2 to %d", m, bound)
+	}
+}
+
+// TestTCPIdleWhileAnswering: a connection whose query is still being
+// answered is not idle: it is not closed after tcp_idle_timeout, and the
+// reply comes.
+func TestTCPIdleWhileAnswering(t *testing.T) {
+	u := newHeldUpstream(t, "slow.example.test.", 0)
+	cfg := strings.Replace(fmt.Sprintf(testConfig, u.addr, ""), `timeout = "500ms"`, `timeout = "10s"`, 1)
+	e := startEnvServer(t, dnstest.NewUpstream(t), insertServer(cfg, `tcp_idle_timeout = "200ms"`), time.Now, nil)
+	c := dial(t, "tcp", "", e.addr)
+	defer c.Close()
+	pipeline(t, c, []string{"slow.example.test."})
+	// The upstream holds the answer for three idle timeouts; the reply
+	// then comes on the same connection.
+	waitFor(t, "the upstream to be asked", func() bool { return u.cur.Load() == 1 })
+	time.Sleep(600 * time.Millisecond)
+	u.Release()
+	if m, err := readReply(t, c, 5*time.Second); err != nil || m.Id != 1 || len(m.Answer) != 1 {
+		t.Fatalf("reply to a query answered for longer than tcp_idle_timeout: %v %v", m, err)
+	}
+	// Then it is idle, and closed after tcp_idle_timeout.
+	if _, err := readReply(t, c, 5*time.Second); err != io.EOF {
+		t.Errorf("idle after the reply: %v, want EOF", err)
 	}
 }
