@@ -116,12 +116,12 @@ func TestChaosClass(t *testing.T) {
 }
 
 // withOption returns a query for name with EDNS and one option of code
-// and data, packed as given.
-func withOption(t *testing.T, name string, code uint16, data []byte) []byte {
+// and data, to be packed as given (EDNS0_LOCAL is packed unchecked).
+func withOption(t testing.TB, name string, code uint16, data []byte) *dns.Msg {
 	t.Helper()
 	m := dnstest.NewQuery(name, dns.TypeA, true, false)
 	m.IsEdns0().Option = []dns.EDNS0{&dns.EDNS0_LOCAL{Code: code, Data: data}}
-	return pack(t, m)
+	return m
 }
 
 // TestMalformedOptions: a query with a badly formed option that AppFence
@@ -133,34 +133,34 @@ func TestMalformedOptions(t *testing.T) {
 	const name = "www.example.test."
 	e.ask(t, "udp", "127.0.0.1", dnstest.NewQuery(name, dns.TypeA, true, false)) // cached: hits take the fast path
 	before := e.upstream.Total()
-	brokenFrame := withOption(t, name, 65001, []byte{1, 2, 3, 4})
+	brokenFrame := pack(t, withOption(t, name, 65001, []byte{1, 2, 3, 4}))
 	binary.BigEndian.PutUint16(brokenFrame[len(brokenFrame)-6:], 10) // the option's length: past the end
 	tests := []struct {
 		name  string
 		raw   []byte
 		rcode int
 	}{
-		{"ECS length 0", withOption(t, name, dns.EDNS0SUBNET, nil), dns.RcodeFormatError},
-		{"ECS family 3", withOption(t, name, dns.EDNS0SUBNET, []byte{0, 3, 0, 0}), dns.RcodeFormatError},
-		{"ECS family 0 with a prefix", withOption(t, name, dns.EDNS0SUBNET, []byte{0, 0, 8, 0, 10}), dns.RcodeFormatError},
-		{"ECS IPv4 /33", withOption(t, name, dns.EDNS0SUBNET, []byte{0, 1, 33, 0, 192, 0, 2, 1, 0}), dns.RcodeFormatError},
-		{"ECS address longer than its prefix", withOption(t, name, dns.EDNS0SUBNET, []byte{0, 1, 16, 0, 192, 0, 2}), dns.RcodeFormatError},
-		{"ECS bits beyond the prefix", withOption(t, name, dns.EDNS0SUBNET, []byte{0, 1, 20, 0, 192, 0, 0xFF}), dns.RcodeFormatError},
-		{"ECS scope in a query", withOption(t, name, dns.EDNS0SUBNET, []byte{0, 1, 24, 24, 192, 0, 2}), dns.RcodeFormatError},
-		{"keepalive length 1", withOption(t, name, dns.EDNS0TCPKEEPALIVE, []byte{1}), dns.RcodeFormatError},
-		{"keepalive length 3", withOption(t, name, dns.EDNS0TCPKEEPALIVE, []byte{0, 1, 2}), dns.RcodeFormatError},
-		{"cookie of 5 bytes", withOption(t, name, dns.EDNS0COOKIE, make([]byte, 5)), dns.RcodeFormatError},
-		{"cookie of 12 bytes", withOption(t, name, dns.EDNS0COOKIE, make([]byte, 12)), dns.RcodeFormatError},
-		{"cookie of 41 bytes", withOption(t, name, dns.EDNS0COOKIE, make([]byte, 41)), dns.RcodeFormatError},
-		{"expire of 2 bytes", withOption(t, name, dns.EDNS0EXPIRE, []byte{0, 1}), dns.RcodeFormatError},
+		{"ECS length 0", pack(t, withOption(t, name, dns.EDNS0SUBNET, nil)), dns.RcodeFormatError},
+		{"ECS family 3", pack(t, withOption(t, name, dns.EDNS0SUBNET, []byte{0, 3, 0, 0})), dns.RcodeFormatError},
+		{"ECS family 0 with a prefix", pack(t, withOption(t, name, dns.EDNS0SUBNET, []byte{0, 0, 8, 0, 10})), dns.RcodeFormatError},
+		{"ECS IPv4 /33", pack(t, withOption(t, name, dns.EDNS0SUBNET, []byte{0, 1, 33, 0, 192, 0, 2, 1, 0})), dns.RcodeFormatError},
+		{"ECS address longer than its prefix", pack(t, withOption(t, name, dns.EDNS0SUBNET, []byte{0, 1, 16, 0, 192, 0, 2})), dns.RcodeFormatError},
+		{"ECS bits beyond the prefix", pack(t, withOption(t, name, dns.EDNS0SUBNET, []byte{0, 1, 20, 0, 192, 0, 0xFF})), dns.RcodeFormatError},
+		{"ECS scope in a query", pack(t, withOption(t, name, dns.EDNS0SUBNET, []byte{0, 1, 24, 24, 192, 0, 2})), dns.RcodeFormatError},
+		{"keepalive length 1", pack(t, withOption(t, name, dns.EDNS0TCPKEEPALIVE, []byte{1})), dns.RcodeFormatError},
+		{"keepalive length 3", pack(t, withOption(t, name, dns.EDNS0TCPKEEPALIVE, []byte{0, 1, 2})), dns.RcodeFormatError},
+		{"cookie of 5 bytes", pack(t, withOption(t, name, dns.EDNS0COOKIE, make([]byte, 5))), dns.RcodeFormatError},
+		{"cookie of 12 bytes", pack(t, withOption(t, name, dns.EDNS0COOKIE, make([]byte, 12))), dns.RcodeFormatError},
+		{"cookie of 41 bytes", pack(t, withOption(t, name, dns.EDNS0COOKIE, make([]byte, 41))), dns.RcodeFormatError},
+		{"expire of 2 bytes", pack(t, withOption(t, name, dns.EDNS0EXPIRE, []byte{0, 1})), dns.RcodeFormatError},
 		{"option past the end", brokenFrame, dns.RcodeFormatError},
-		{"ECS IPv4 /24", withOption(t, name, dns.EDNS0SUBNET, []byte{0, 1, 24, 0, 192, 0, 2}), dns.RcodeSuccess},
-		{"ECS IPv6 /56", withOption(t, name, dns.EDNS0SUBNET, []byte{0, 2, 56, 0, 0x20, 1, 0xd, 0xb8, 0, 0, 1}), dns.RcodeSuccess},
-		{"ECS as dig sends /0", withOption(t, name, dns.EDNS0SUBNET, []byte{0, 0, 0, 0}), dns.RcodeSuccess},
-		{"keepalive empty", withOption(t, name, dns.EDNS0TCPKEEPALIVE, nil), dns.RcodeSuccess},
-		{"client cookie", withOption(t, name, dns.EDNS0COOKIE, make([]byte, 8)), dns.RcodeSuccess},
-		{"client and server cookie", withOption(t, name, dns.EDNS0COOKIE, make([]byte, 24)), dns.RcodeSuccess},
-		{"unknown option", withOption(t, name, 65001, []byte{1}), dns.RcodeSuccess},
+		{"ECS IPv4 /24", pack(t, withOption(t, name, dns.EDNS0SUBNET, []byte{0, 1, 24, 0, 192, 0, 2})), dns.RcodeSuccess},
+		{"ECS IPv6 /56", pack(t, withOption(t, name, dns.EDNS0SUBNET, []byte{0, 2, 56, 0, 0x20, 1, 0xd, 0xb8, 0, 0, 1})), dns.RcodeSuccess},
+		{"ECS as dig sends /0", pack(t, withOption(t, name, dns.EDNS0SUBNET, []byte{0, 0, 0, 0})), dns.RcodeSuccess},
+		{"keepalive empty", pack(t, withOption(t, name, dns.EDNS0TCPKEEPALIVE, nil)), dns.RcodeSuccess},
+		{"client cookie", pack(t, withOption(t, name, dns.EDNS0COOKIE, make([]byte, 8))), dns.RcodeSuccess},
+		{"client and server cookie", pack(t, withOption(t, name, dns.EDNS0COOKIE, make([]byte, 24))), dns.RcodeSuccess},
+		{"unknown option", pack(t, withOption(t, name, 65001, []byte{1})), dns.RcodeSuccess},
 	}
 	for _, tt := range tests {
 		for _, netw := range []string{"udp", "tcp"} {
