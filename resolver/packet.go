@@ -160,11 +160,11 @@ func validOptions(b []byte) bool {
 // query. The options AppFence knows must be well formed, and the query is
 // answered FORMERR otherwise, as their RFCs say:
 //
-//   - CLIENT-SUBNET (RFC 7871, 6 and 7.1.1): family 1 or 2 (or 0 with a
+//   - CLIENT-SUBNET (RFC 7871): family 1 or 2 (or 0 with a
 //     source prefix of 0, which dig sends), a prefix no longer than the
 //     family's addresses, exactly the bytes the prefix needs with no bit
 //     set beyond it, and a scope of 0;
-//   - TCP-KEEPALIVE (RFC 7828, 3.1): empty, or a 2-byte timeout;
+//   - TCP-KEEPALIVE (RFC 7828): empty, or a 2-byte timeout;
 //   - COOKIE (RFC 7873, 5.2.2): a client cookie of 8 bytes, or one with a
 //     server cookie of 8 to 32 bytes;
 //   - EXPIRE (RFC 7314): empty in a query, or 4 bytes.
