@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -332,6 +331,34 @@ func TestANYNonexistent(t *testing.T) {
 			t.Errorf("upstream asked %s %s, want only A", q.Name, dns.TypeToString[q.Type])
 		}
 	}
+	// A name whose CNAME leads to a name that does not exist: the upstream
+	// answers NXDOMAIN (RFC 6604: the rcode is the last name's), yet the
+	// name exists.
+	var asked atomic.Int64
+	addr := handlerUpstream(t, dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
+		asked.Add(1)
+		resp := new(dns.Msg)
+		resp.SetReply(req)
+		resp.Rcode = dns.RcodeNameError
+		q := req.Question[0]
+		if q.Qtype != dns.TypeA {
+			resp.Rcode = dns.RcodeRefused
+		} else if q.Name == "alias.example.test." {
+			resp.Answer = []dns.RR{&dns.CNAME{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: 300}, Target: "gone.example.test."}}
+		}
+		resp.Ns = []dns.RR{&dns.SOA{Hdr: dns.RR_Header{Name: "example.test.", Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: 300},
+			Ns: "ns.example.test.", Mbox: "h.example.test.", Serial: 1, Refresh: 2, Retry: 3, Expire: 4, Minttl: 300}}
+		w.WriteMsg(resp)
+	}))
+	e := startEnvWith(t, up, fmt.Sprintf(testConfig, addr, ""))
+	for name, want := range map[string]int{"alias.example.test.": dns.RcodeSuccess, "gone.example.test.": dns.RcodeNameError} {
+		if resp := e.ask(t, "udp", "127.0.0.1", dnstest.NewQuery(name, dns.TypeANY, true, false)); resp.Rcode != want {
+			t.Errorf("ANY %s behind a CNAME to nowhere: %s, want %s", name, dns.RcodeToString[resp.Rcode], dns.RcodeToString[want])
+		}
+	}
+	if asked.Load() != 2 {
+		t.Errorf("upstream asked %d times, want 2 (A for each name)", asked.Load())
+	}
 }
 
 // heldUpstream is an upstream on 127.0.0.1 that answers every A query
@@ -349,22 +376,26 @@ type heldUpstream struct {
 func newHeldUpstream(t *testing.T, held string, delay time.Duration) *heldUpstream {
 	t.Helper()
 	u := &heldUpstream{held: held, release: make(chan struct{}), delay: delay}
+	u.addr = handlerUpstream(t, dns.HandlerFunc(u.serve))
+	t.Cleanup(u.Release) // registered last, run first: before the server's Shutdown
+	return u
+}
+
+// handlerUpstream starts a UDP DNS server on 127.0.0.1 answering with h
+// until the test ends, and returns its address.
+func handlerUpstream(t *testing.T, h dns.Handler) string {
+	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	u.addr = pc.LocalAddr().String()
-	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(u.serve)}
+	srv := &dns.Server{PacketConn: pc, Handler: h}
 	started := make(chan struct{})
 	srv.NotifyStartedFunc = func() { close(started) }
 	go srv.ActivateAndServe()
 	<-started
-	var once sync.Once
-	t.Cleanup(func() {
-		once.Do(func() { u.Release() })
-		srv.Shutdown()
-	})
-	return u
+	t.Cleanup(func() { srv.Shutdown() })
+	return pc.LocalAddr().String()
 }
 
 // Release lets the held answer go.

@@ -23,7 +23,7 @@ var (
 )
 
 // tcpConn is the server's record of one TCP connection, guarded by
-// Server.mu but for idleSince.
+// Server.mu but for idleSince and the fields under idleMu.
 type tcpConn struct {
 	conn   net.Conn
 	client netip.Prefix // the client's address, or its /64 for IPv6
