@@ -44,6 +44,13 @@ type Server struct {
 	// MaxTCPConnectionsPerClient bounds the TCP connections of one client
 	// address (IPv6: one /64).
 	MaxTCPConnectionsPerClient int
+	// Identity is the text of the CHAOS TXT answers to id.server and
+	// hostname.bind (RFC 4892): the host name unless the key is set; ""
+	// answers them REFUSED.
+	Identity string
+	// Version is the text of the CHAOS TXT answers to version.bind and
+	// version.server; "" (the default) answers them REFUSED.
+	Version string
 }
 
 // TLS is the [server.tls] section: the encrypted listeners. They are off

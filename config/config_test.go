@@ -152,6 +152,7 @@ func TestParseErrors(t *testing.T) {
 		{"no upstream", "[upstream]\nservers = []\n", []string{`f.toml:2: upstream.servers: no upstream servers`}},
 		{"bad upstream", "[upstream]\nservers = [\"dns.example:53\", \"ftp://x\"]\n",
 			[]string{`upstream.servers[0]: "dns.example:53": a plain upstream needs an IP address`, `upstream.servers[1]: "ftp://x": unknown scheme`}},
+		{"identity too long", "[server]\nidentity = \"" + strings.Repeat("x", 256) + "\"\n", []string{`f.toml:2: server.identity: 256 bytes: at most 255`}},
 		{"bad strategy", "[upstream]\nstrategy = \"random\"\n", []string{`f.toml:2: upstream.strategy: "random": must be one of`}},
 		{"bad response", "[blocking]\nresponse = \"drop\"\n", []string{`f.toml:2: blocking.response: "drop"`}},
 		{"sinkhole without address", "[blocking]\nresponse = \"sinkhole\"\n", []string{`needs sinkhole_ipv4 or sinkhole_ipv6`}},
@@ -298,5 +299,28 @@ func TestCAFileNotRegular(t *testing.T) {
 	_, err := Parse("f.toml", []byte("[upstream]\nca_file = \"/dev/zero\"\n"), t.TempDir())
 	if err == nil || !strings.Contains(err.Error(), "f.toml:2: upstream.ca_file: /dev/zero: not a regular file") {
 		t.Errorf("error = %v", err)
+	}
+}
+
+// TestChaosIdentity: server.identity is the host name when left out, and
+// may be set or emptied (REFUSED); server.version is off unless set.
+func TestChaosIdentity(t *testing.T) {
+	host, _ := os.Hostname()
+	tests := []struct {
+		toml              string
+		identity, version string
+	}{
+		{"", host, ""},
+		{"[server]\nidentity = \"dns-1\"\nversion = \"appfence\"\n", "dns-1", "appfence"},
+		{"[server]\nidentity = \"\"\n", "", ""},
+	}
+	for _, tt := range tests {
+		cfg, err := Parse("f.toml", []byte(tt.toml), t.TempDir())
+		if err != nil {
+			t.Fatalf("%q: %v", tt.toml, err)
+		}
+		if cfg.Server.Identity != tt.identity || cfg.Server.Version != tt.version {
+			t.Errorf("%q: identity %q version %q, want %q %q", tt.toml, cfg.Server.Identity, cfg.Server.Version, tt.identity, tt.version)
+		}
 	}
 }

@@ -112,7 +112,9 @@ type rawConfig struct {
 			ClientCAFile  string   `toml:"client_ca_file"`
 			ProxyProtocol []string `toml:"proxy_protocol"`
 		} `toml:"tls"`
-		MaxTCPPerClient int `toml:"max_tcp_connections_per_client"`
+		MaxTCPPerClient int     `toml:"max_tcp_connections_per_client"`
+		Identity        *string `toml:"identity"` // nil: the host name
+		Version         string  `toml:"version"`
 	} `toml:"server"`
 	Upstream struct {
 		Servers  []string `toml:"servers"`

@@ -100,7 +100,32 @@ func (v *validator) server(raw *rawConfig, s *Server) {
 		v.errorf("server.max_tcp_connections_per_client", "%d: must be at least 1", r.MaxTCPPerClient)
 	}
 	s.MaxTCPConnectionsPerClient = r.MaxTCPPerClient
+	s.Identity = hostname()
+	if r.Identity != nil {
+		s.Identity = *r.Identity
+	}
+	v.chaosText("server.identity", s.Identity)
+	s.Version = r.Version
+	v.chaosText("server.version", s.Version)
 	v.tls(raw, &s.TLS)
+}
+
+// hostname is the default server.identity: the host name, or "" (REFUSED)
+// when the system does not tell it.
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return ""
+	}
+	return h
+}
+
+// chaosText checks the text of a CHAOS TXT answer: one character-string
+// (RFC 1035, 3.3: at most 255 bytes).
+func (v *validator) chaosText(path, text string) {
+	if len(text) > 255 {
+		v.errorf(path, "%d bytes: at most 255 fit in a TXT string", len(text))
+	}
 }
 
 // tls validates [server.tls].

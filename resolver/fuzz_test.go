@@ -47,6 +47,27 @@ func fuzzSeeds(f *testing.F) [][]byte {
 			return m
 		}(),
 		func() *dns.Msg { m := q("x.test.", dns.TypeA, false); m.Truncated = true; return m }(),
+		// Issue 13: malformed options (FORMERR), a non-root OPT, CHAOS
+		// and other classes.
+		withOption(f, "www.example.test.", dns.EDNS0COOKIE, make([]byte, 5)),
+		withOption(f, "www.example.test.", dns.EDNS0SUBNET, nil),
+		withOption(f, "www.example.test.", dns.EDNS0TCPKEEPALIVE, []byte{1}),
+		withOption(f, "www.example.test.", dns.EDNS0SUBNET, []byte{0, 1, 24, 0, 192, 0, 2}),
+		func() *dns.Msg {
+			m := q("www.example.test.", dns.TypeA, true)
+			m.Extra[0].Header().Name = "x.test."
+			return m
+		}(),
+		func() *dns.Msg {
+			m := q("id.server.", dns.TypeTXT, false)
+			m.Question[0].Qclass = dns.ClassCHAOS
+			return m
+		}(),
+		func() *dns.Msg {
+			m := q("www.example.test.", dns.TypeA, false)
+			m.Question[0].Qclass = dns.ClassHESIOD
+			return m
+		}(),
 	} {
 		seeds = append(seeds, pack(m))
 	}

@@ -93,9 +93,12 @@ func (h *Handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	st := h.state.Load()
 	resp, name, d := h.answer(st, req, client, id)
 	var rcode int
-	if resp == nil {
+	switch {
+	case resp == nil && req.Question[0].Qtype == dns.TypeANY:
+		rcode = h.write(w, req, h.answerANY(st, req, name), udp, nil)
+	case resp == nil:
 		rcode = h.resolve(st, w, req, name, udp, &d)
-	} else {
+	default:
 		rcode = h.write(w, req, resp, udp, blockEDE(st.Policy, &d))
 	}
 	h.observe(st, &d, client, question{msg: req}, rcode, start)
@@ -122,8 +125,8 @@ type identified interface {
 }
 
 // answer decides. It returns the reply of a query answered here (refused,
-// malformed, blocked, ANY, zone transfers), or nil and the canonical name
-// for a query to resolve. id is the client's identity beyond its address,
+// malformed, blocked, other classes, zone transfers), or nil and the
+// canonical name for a query to resolve (ANY: see answerANY). id is the client's identity beyond its address,
 // nil on UDP and TCP.
 func (h *Handler) answer(st *State, req *dns.Msg, client netip.Addr, id *policy.Identity) (*dns.Msg, string, policy.Decision) {
 	p := st.Policy
@@ -133,13 +136,14 @@ func (h *Handler) answer(st *State, req *dns.Msg, client netip.Addr, id *policy.
 	if rcode := check(req); rcode != dns.RcodeSuccess {
 		return errorReply(req, rcode), "", policy.Decision{Group: p.GroupFor(client, id)}
 	}
+	if resp := classAnswer(req, &p.Config.Server); resp != nil {
+		return resp, "", policy.Decision{Group: p.GroupFor(client, id)}
+	}
 	name := dnsname.Canonical(req.Question[0].Name)
 	d := p.DecideFor(client, id, name)
 	switch {
 	case d.Action == policy.ActionBlock:
 		return blockAnswer(p, req, name, &d), name, d
-	case req.Question[0].Qtype == dns.TypeANY:
-		return anyAnswer(req), name, d
 	case req.Question[0].Qtype == dns.TypeAXFR, req.Question[0].Qtype == dns.TypeIXFR:
 		return errorReply(req, dns.RcodeRefused), name, d // a forwarder transfers no zones
 	case dnsname.IsSubdomain(name, resolverArpa):
@@ -201,7 +205,68 @@ func (h *Handler) resolve(st *State, w dns.ResponseWriter, req *dns.Msg, name st
 		return h.write(w, req, a.Msg.Copy(), udp, nil)
 	}
 	h.log.Debug("upstream failed", "name", name, "err", a.Err)
-	return h.write(w, req, errorReply(req, dns.RcodeServerFailure), udp, nil)
+	return h.write(w, req, errorReply(req, dns.RcodeServerFailure), udp, upstreamEDE(a.Err))
+}
+
+// answerANY returns the answer to an ANY query that is not blocked: RFC
+// 8482's HINFO (anyAnswer) when the name exists, the upstream's NXDOMAIN
+// with its SOA when it does not, and SERVFAIL when the upstream does not
+// say. Whether the name exists is asked as an A query, through the cache:
+// the upstream is never asked for ANY, whose answer is the largest.
+func (h *Handler) answerANY(st *State, req *dns.Msg, name string) *dns.Msg {
+	a := req.Copy()
+	a.Question[0].Qtype = dns.TypeA
+	resp, err := h.lookup(st, a, name)
+	switch {
+	case err != nil:
+		h.log.Debug("upstream failed", "name", name, "err", err)
+		resp = errorReply(req, dns.RcodeServerFailure)
+		resp.Extra = []dns.RR{edeOPT(upstreamEDE(err))}
+		return resp
+	case resp.Rcode == dns.RcodeServerFailure:
+		return resp
+	case resp.Rcode == dns.RcodeNameError && !owns(resp, req.Question[0].Name):
+		nx := errorReply(req, dns.RcodeNameError)
+		nx.Ns = resp.Ns
+		return nx
+	}
+	return anyAnswer(req)
+}
+
+// owns reports whether resp, an answer that follows CNAMEs, has a record
+// owned by name: the name exists although the chain ends in NXDOMAIN.
+func owns(resp *dns.Msg, name string) bool {
+	for _, rr := range resp.Answer {
+		if dnsname.Equal(rr.Header().Name, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// lookup returns the answer to req, a query the policy lets through, from
+// the cache or the upstream, without sending it: the same entries and the
+// same upstream queries as resolve.
+func (h *Handler) lookup(st *State, req *dns.Msg, name string) (*dns.Msg, error) {
+	c := h.cache
+	if !c.Enabled() {
+		return h.fetch(st, req, name)(context.Background())
+	}
+	key := cache.KeyOf(req, name)
+	e, fresh := c.Lookup(key, c.Now())
+	if fresh {
+		return e.Msg(c.Now())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), upstreamBudget)
+	defer cancel()
+	a := c.Resolve(ctx, key, e, h.fetch(st, req, name))
+	switch {
+	case a.Entry != nil:
+		return a.Entry.Msg(c.Now())
+	case a.Msg != nil:
+		return a.Msg.Copy(), nil
+	}
+	return nil, a.Err
 }
 
 // fetch returns how the cache asks the upstream for req. It holds one of
@@ -228,9 +293,45 @@ func (h *Handler) forward(st *State, req *dns.Msg, name string) *dns.Msg {
 	resp, err := h.fetch(st, req, name)(context.Background())
 	if err != nil {
 		h.log.Debug("upstream failed", "name", name, "err", err)
-		return errorReply(req, dns.RcodeServerFailure)
+		resp = errorReply(req, dns.RcodeServerFailure)
+		resp.Extra = []dns.RR{edeOPT(upstreamEDE(err))} // for write
 	}
 	return resp
+}
+
+// upstreamEDE is the extended DNS error of the SERVFAIL sent when the
+// upstream query failed with err (RFC 8914): 22 "No Reachable Authority"
+// when no upstream answered in time, 23 "Network Error" when the exchange
+// failed, 0 "Other" when AppFence had no upstream place free.
+func upstreamEDE(err error) *dns.EDNS0_EDE {
+	switch kind := upstream.ErrorKind(err); {
+	case errors.Is(err, errUpstreamBusy):
+		return &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeOther, ExtraText: "upstream queries in flight at the limit"}
+	case kind == upstream.KindTimeout:
+		return &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeNoReachableAuthority, ExtraText: "upstream timeout"}
+	default:
+		return &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeNetworkError, ExtraText: "upstream " + kind + " error"}
+	}
+}
+
+// edeOPT returns an OPT record holding ede.
+func edeOPT(ede *dns.EDNS0_EDE) *dns.OPT {
+	return &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}, Option: []dns.EDNS0{ede}}
+}
+
+// servfailEDE returns the extended DNS error of a SERVFAIL reply that was
+// given none: the one in resp's own OPT record (the upstream's, or one
+// AppFence put there), or 0 "Other". Every SERVFAIL AppFence sends says
+// why (RFC 8914).
+func servfailEDE(resp *dns.Msg) *dns.EDNS0_EDE {
+	if opt := resp.IsEdns0(); opt != nil {
+		for _, o := range opt.Option {
+			if e, ok := o.(*dns.EDNS0_EDE); ok {
+				return e
+			}
+		}
+	}
+	return &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeOther, ExtraText: "upstream answered SERVFAIL"}
 }
 
 // upstreamBudget bounds the whole upstream resolution of one query; each
@@ -265,8 +366,12 @@ func (h *Handler) busyLog() {
 		"limit", h.upstreamPlaces.max.Load())
 }
 
-// write finishes resp for the client, sends it and returns its rcode.
+// write finishes resp for the client, sends it and returns its rcode. A
+// SERVFAIL without ede gets one (servfailEDE).
 func (h *Handler) write(w dns.ResponseWriter, req, resp *dns.Msg, udp bool, ede *dns.EDNS0_EDE) int {
+	if ede == nil && resp.Rcode == dns.RcodeServerFailure {
+		ede = servfailEDE(resp)
+	}
 	finish(req, resp, udp, ede)
 	if err := w.WriteMsg(resp); err != nil {
 		h.log.Debug("write reply", "client", w.RemoteAddr().String(), "err", err)
@@ -320,7 +425,8 @@ func (h *Handler) writeEntryMsg(w dns.ResponseWriter, req *dns.Msg, e *cache.Ent
 		var err error
 		if resp, err = e.Msg(now); err != nil {
 			h.log.Error("cached answer", "name", req.Question[0].Name, "err", err)
-			return h.write(w, req, errorReply(req, dns.RcodeServerFailure), udp, nil)
+			return h.write(w, req, errorReply(req, dns.RcodeServerFailure), udp,
+				&dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeOther, ExtraText: "cached answer unreadable"})
 		}
 	}
 	var ede *dns.EDNS0_EDE

@@ -69,17 +69,138 @@ func checkPacket(raw []byte) error {
 // request checks and parses a packet read from the wire: the start of the
 // packet path that UDP and TCP share. It returns nil for a packet that is
 // dropped, and counts the drop in the client's group.
+//
+// A query whose only fault is a badly formed option in its OPT record (see
+// validOption) is not dropped: it is returned with its options replaced by
+// one malformedOption, and answered FORMERR (check). A client that sent
+// it speaks DNS, and the answer, the question and an OPT without options,
+// is no larger than the query.
 func (s *Server) request(raw []byte, client netip.Addr) *dns.Msg {
 	if err := checkPacket(raw); err != nil {
 		s.drop(client, err)
 		return nil
 	}
 	req := new(dns.Msg)
-	if err := req.Unpack(raw); err != nil {
+	err := req.Unpack(raw)
+	at, ok := optOptions(raw)
+	if ok && (err != nil || !validOptions(raw[at:])) {
+		if req = withoutOptions(raw, at); req != nil {
+			return req
+		}
+	}
+	if err != nil {
 		s.drop(client, err)
 		return nil
 	}
 	return req
+}
+
+// optOptions returns where the options of the OPT record of raw start,
+// when raw is a query with one question (checkPacket let it through: the
+// name has no pointers) and one additional record, an OPT owned by the
+// root, that ends the packet.
+func optOptions(raw []byte) (int, bool) {
+	if len(raw) < headerLen || binary.BigEndian.Uint16(raw[4:]) != 1 || binary.BigEndian.Uint16(raw[6:]) != 0 ||
+		binary.BigEndian.Uint16(raw[8:]) != 0 || binary.BigEndian.Uint16(raw[10:]) != 1 {
+		return 0, false
+	}
+	off := headerLen
+	for off < len(raw) && raw[off] != 0 && raw[off] < 64 {
+		off += 1 + int(raw[off])
+	}
+	off += 1 + 4 // the root label, type and class
+	// The OPT: root owner, type, UDP size, TTL (extended rcode, version,
+	// flags), RDLENGTH.
+	if off+11 > len(raw) || raw[off] != 0 || binary.BigEndian.Uint16(raw[off+1:]) != dns.TypeOPT ||
+		off+11+int(binary.BigEndian.Uint16(raw[off+9:])) != len(raw) {
+		return 0, false
+	}
+	return off + 11, true
+}
+
+// withoutOptions parses raw, whose OPT options start at at, without them,
+// and gives it one malformedOption instead; nil when it still does not
+// parse.
+func withoutOptions(raw []byte, at int) *dns.Msg {
+	b := append([]byte(nil), raw[:at]...)
+	binary.BigEndian.PutUint16(b[at-2:], 0)
+	req := new(dns.Msg)
+	if req.Unpack(b) != nil {
+		return nil
+	}
+	opt := req.IsEdns0()
+	if opt == nil {
+		return nil
+	}
+	opt.Option = []dns.EDNS0{malformedOption{&dns.EDNS0_LOCAL{Code: 0}}}
+	return req
+}
+
+// malformedOption stands for the options of a query of which one is badly
+// formed; check answers such a query FORMERR.
+type malformedOption struct{ *dns.EDNS0_LOCAL }
+
+// validOptions reports whether b, the options of an OPT record, are well
+// framed (code, length, data) and each is valid (validOption).
+func validOptions(b []byte) bool {
+	for len(b) > 0 {
+		if len(b) < 4 {
+			return false
+		}
+		n := 4 + int(binary.BigEndian.Uint16(b[2:]))
+		if n > len(b) || !validOption(binary.BigEndian.Uint16(b), b[4:n]) {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
+}
+
+// validOption reports whether data is a valid value of option code in a
+// query. The options AppFence knows must be well formed, and the query is
+// answered FORMERR otherwise, as their RFCs say:
+//
+//   - CLIENT-SUBNET (RFC 7871): family 1 or 2 (or 0 with a
+//     source prefix of 0, which dig sends), a prefix no longer than the
+//     family's addresses, exactly the bytes the prefix needs with no bit
+//     set beyond it, and a scope of 0;
+//   - TCP-KEEPALIVE (RFC 7828): empty, or a 2-byte timeout;
+//   - COOKIE (RFC 7873, 5.2.2): a client cookie of 8 bytes, or one with a
+//     server cookie of 8 to 32 bytes;
+//   - EXPIRE (RFC 7314): empty in a query, or 4 bytes.
+//
+// Other options are hop by hop and not looked at.
+func validOption(code uint16, data []byte) bool {
+	switch code {
+	case dns.EDNS0SUBNET:
+		if len(data) < 4 || data[3] != 0 {
+			return false
+		}
+		family, prefix := binary.BigEndian.Uint16(data), int(data[2])
+		bits := 0
+		switch family {
+		case 0:
+			return prefix == 0 && len(data) == 4
+		case 1:
+			bits = 32
+		case 2:
+			bits = 128
+		default:
+			return false
+		}
+		addr := data[4:]
+		if prefix > bits || len(addr) != (prefix+7)/8 {
+			return false
+		}
+		return prefix%8 == 0 || addr[len(addr)-1]&(0xFF>>(prefix%8)) == 0
+	case dns.EDNS0TCPKEEPALIVE:
+		return len(data) == 0 || len(data) == 2
+	case dns.EDNS0COOKIE:
+		return len(data) == 8 || len(data) >= 16 && len(data) <= 40
+	case dns.EDNS0EXPIRE:
+		return len(data) == 0 || len(data) == 4
+	}
+	return true
 }
 
 // drop counts a request dropped without an answer.

@@ -1,7 +1,12 @@
 package resolver
 
 import (
+	"strings"
+
 	"github.com/miekg/dns"
+
+	"github.com/appfence/appfence/config"
+	"github.com/appfence/appfence/internal/dnsname"
 )
 
 // check returns the rcode that a query which is not a plain question gets,
@@ -13,6 +18,9 @@ import (
 //     (an OPT; AppFence verifies no TSIG), or a question type that is
 //     only meaningful inside a message (OPT, TSIG, TKEY), obsolete (MAILA,
 //     MAILB) or a reserved meta-type (128-248): FORMERR;
+//   - an OPT record whose owner is not the root (RFC 6891, 6.1.2), or a
+//     known option that is badly formed (see validOption; request marks
+//     the options miekg/dns does not parse): FORMERR;
 //   - an EDNS version other than 0: BADVERS (RFC 6891, 6.1.3).
 //
 // ANY, AXFR and IXFR are valid questions, answered after the decision (so
@@ -27,10 +35,56 @@ func check(req *dns.Msg) int {
 	if badQuestionType(req.Question[0].Qtype) {
 		return dns.RcodeFormatError
 	}
-	if opt := req.IsEdns0(); opt != nil && opt.Version() != 0 {
+	opt := req.IsEdns0()
+	if opt == nil {
+		return dns.RcodeSuccess
+	}
+	if opt.Hdr.Name != "." {
+		return dns.RcodeFormatError
+	}
+	for _, o := range opt.Option {
+		if _, bad := o.(malformedOption); bad {
+			return dns.RcodeFormatError
+		}
+	}
+	if opt.Version() != 0 {
 		return dns.RcodeBadVers
 	}
 	return dns.RcodeSuccess
+}
+
+// classAnswer answers a query whose class is not IN or ANY: CHAOS TXT
+// queries for the server's identity and version (RFC 4892) from s; every
+// other CHAOS query, and every other class, REFUSED (AppFence forwards IN
+// only, and never asks its upstream who it is). It returns nil for IN and
+// ANY.
+func classAnswer(req *dns.Msg, s *config.Server) *dns.Msg {
+	q := req.Question[0]
+	switch q.Qclass {
+	case dns.ClassINET, dns.ClassANY:
+		return nil
+	case dns.ClassCHAOS:
+	default:
+		return errorReply(req, dns.RcodeRefused)
+	}
+	var text string
+	switch dnsname.Canonical(q.Name) {
+	case "id.server", "hostname.bind":
+		text = s.Identity
+	case "version.bind", "version.server":
+		text = s.Version
+	}
+	if text == "" || q.Qtype != dns.TypeTXT && q.Qtype != dns.TypeANY {
+		return errorReply(req, dns.RcodeRefused)
+	}
+	resp := new(dns.Msg)
+	resp.SetReply(req)
+	resp.Answer = []dns.RR{&dns.TXT{
+		Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeTXT, Class: dns.ClassCHAOS},
+		// miekg/dns reads backslash escapes in TXT strings.
+		Txt: []string{strings.ReplaceAll(text, `\`, `\\`)},
+	}}
+	return resp
 }
 
 // badQuestionType reports whether t is a type no question may ask: one
@@ -53,7 +107,8 @@ const anyTTL = 3600
 // the name. ANY is what reflection attacks ask for, because its answer is
 // the largest; no stub resolver needs it (browsers and operating systems
 // ask for A, AAAA, HTTPS). It is answered the same way over UDP and TCP,
-// from here, without asking upstream, for names that exist or not.
+// for names that exist; a name that does not keeps the upstream's
+// NXDOMAIN (Handler.answerANY).
 func anyAnswer(req *dns.Msg) *dns.Msg {
 	resp := new(dns.Msg)
 	resp.SetReply(req)

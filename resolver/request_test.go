@@ -204,9 +204,9 @@ func TestANY(t *testing.T) {
 		hinfo      bool
 	}{
 		{"127.0.0.1", "www.example.test.", dns.RcodeSuccess, true},
-		{"127.0.0.1", "Missing.Example.Test.", dns.RcodeSuccess, true},
-		{"127.0.0.1", "www.tiktok.com.", dns.RcodeNameError, false}, // blocked stays blocked
-		{"127.0.0.2", "www.tiktok.com.", dns.RcodeSuccess, true},    // exempted
+		{"127.0.0.1", "Missing.Example.Test.", dns.RcodeNameError, false}, // the upstream's NXDOMAIN
+		{"127.0.0.1", "www.tiktok.com.", dns.RcodeNameError, false},       // blocked stays blocked
+		{"127.0.0.2", "www.tiktok.com.", dns.RcodeSuccess, true},          // exempted
 	}
 	for _, tt := range tests {
 		for _, netw := range []string{"udp", "tcp"} {
@@ -215,7 +215,7 @@ func TestANY(t *testing.T) {
 				t.Errorf("%s ANY %s from %s: %s, want %s", netw, tt.name, tt.from, dns.RcodeToString[resp.Rcode], dns.RcodeToString[tt.rcode])
 			}
 			if !tt.hinfo {
-				if len(resp.Answer) != 0 || ede(resp) == nil {
+				if len(resp.Answer) != 0 || (ede(resp) == nil) != (tt.from == "127.0.0.1" && tt.name == "Missing.Example.Test.") {
 					t.Errorf("%s ANY %s: %v, want the block answer", netw, tt.name, resp)
 				}
 				continue
@@ -232,8 +232,10 @@ func TestANY(t *testing.T) {
 			}
 		}
 	}
-	if n := e.upstream.Total(); n != 0 {
-		t.Errorf("ANY queries reached the upstream %d times", n)
+	for _, q := range e.upstream.Queries() {
+		if q.Type == dns.TypeANY {
+			t.Errorf("an ANY query for %s reached the upstream", q.Name)
+		}
 	}
 	if got := e.counter(t, "investigators", "exempted"); got != 2 {
 		t.Errorf("investigators exempted = %v, want the 2 ANY queries", got)

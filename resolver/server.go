@@ -30,10 +30,15 @@ const (
 	// counted: the client retries, and memory stays bounded when the
 	// upstream is slow and queries pile up.
 	maxUDPInFlight = 10000
-	// maxTCPQueries is how many queries one TCP connection may send; the
-	// connection is closed after the reply to the last one, and the client
-	// opens a new one. miekg/dns's server has the same default.
+	// maxTCPQueries is how many queries one TCP connection may send (and
+	// those already in its read buffer then); the connection is closed
+	// gracefully after the replies, and the client opens a new one.
+	// miekg/dns's server has the same default.
 	maxTCPQueries = 128
+	// maxTCPInFlight bounds the queries of one TCP connection being
+	// answered at once (RFC 7766, 6.2.1.1: pipelined queries are answered
+	// concurrently); the connection is not read while they are.
+	maxTCPInFlight = 16
 	// maxQuerySize is the largest query read: a longer UDP datagram is cut
 	// and then fails to parse, a longer TCP message is not read (the
 	// connection is closed). Queries are far smaller (RFC 8467 pads them to
@@ -58,8 +63,9 @@ type Server struct {
 	limiter *ratelimit.Limiter
 
 	// Limits, the constants above; tests lower them.
-	udpPlaces     places // UDP queries being answered
-	maxTCPQueries int
+	udpPlaces      places // UDP queries being answered
+	maxTCPQueries  int
+	maxTCPInFlight int
 
 	udp []udpSocket
 	tcp []net.Listener
@@ -87,13 +93,14 @@ func NewServer(h *Handler, log *slog.Logger) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		handler:       h,
-		log:           log,
-		limiter:       ratelimit.New(rateLimitEntries),
-		maxTCPQueries: maxTCPQueries,
-		conns:         map[net.Conn]*tcpConn{},
-		perClient:     map[netip.Prefix]int{},
-		errs:          make(chan error, 1),
+		handler:        h,
+		log:            log,
+		limiter:        ratelimit.New(rateLimitEntries),
+		maxTCPQueries:  maxTCPQueries,
+		maxTCPInFlight: maxTCPInFlight,
+		conns:          map[net.Conn]*tcpConn{},
+		perClient:      map[netip.Prefix]int{},
+		errs:           make(chan error, 1),
 	}
 	s.udpPlaces.max.Store(maxUDPInFlight)
 	s.bufs.New = func() any {

@@ -1,11 +1,14 @@
 package resolver
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"io"
 	"net"
 	"net/netip"
+	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -20,14 +23,45 @@ var (
 )
 
 // tcpConn is the server's record of one TCP connection, guarded by
-// Server.mu but for idleSince.
+// Server.mu but for idleSince and the fields under idleMu.
 type tcpConn struct {
 	conn   net.Conn
 	client netip.Prefix // the client's address, or its /64 for IPv6
-	// idleSince is when the connection began to wait for its next query, in
-	// Unix nanoseconds; 0 while a query is read or answered.
+	// idleSince is when the connection became idle, waiting for its next
+	// query with none being answered, in Unix nanoseconds; 0 while a query
+	// is read or answered.
 	idleSince atomic.Int64
 	released  bool // its places are given back: it is closing
+
+	idleMu  sync.Mutex // guards waiting and busy, and the stores to idleSince
+	waiting bool       // the reader waits for a query
+	busy    int        // queries being answered
+}
+
+// setWaiting records that the reader waits for a query (or not).
+func (tc *tcpConn) setWaiting(w bool) {
+	tc.idleMu.Lock()
+	tc.waiting = w
+	tc.updateIdle()
+	tc.idleMu.Unlock()
+}
+
+// addBusy adds d to the queries being answered.
+func (tc *tcpConn) addBusy(d int) {
+	tc.idleMu.Lock()
+	tc.busy += d
+	tc.updateIdle()
+	tc.idleMu.Unlock()
+}
+
+// updateIdle sets idleSince from waiting and busy. idleMu is held.
+func (tc *tcpConn) updateIdle() {
+	switch {
+	case !tc.waiting || tc.busy > 0:
+		tc.idleSince.Store(0)
+	case tc.idleSince.Load() == 0:
+		tc.idleSince.Store(time.Now().UnixNano())
+	}
 }
 
 // clientKey is what the per-client bounds count by: an IPv4 address, or
@@ -152,15 +186,38 @@ func reset(c net.Conn) {
 	c.Close()
 }
 
-// serveTCPConn answers the queries of one connection, one after the other,
-// until the client closes it, is silent for server.tcp_idle_timeout (also
-// in the middle of a message: a client that sends half a query and stalls
-// is cut off), does not take a reply within that time, sends a packet that
-// is dropped or announces one larger than maxQuerySize, or has sent
-// maxTCPQueries queries.
+// tcpReadBuffer is the size of a TCP connection's read buffer: a query of
+// maxQuerySize with its length fits, and a client's pipelined batch of
+// small queries is read at once.
+const tcpReadBuffer = 8192
+
+// serveTCPConn answers the queries of one connection until the client
+// closes it, is silent for server.tcp_idle_timeout (also in the middle of
+// a message: a client that sends half a query and stalls is cut off),
+// does not take a reply within that time, sends a packet that is dropped
+// or announces one larger than maxQuerySize, or has sent maxTCPQueries
+// queries.
+//
+// Queries are answered concurrently, each reply sent when it is ready, in
+// any order (RFC 7766, 6.2.1.1 and 7): a slow name does not hold up the
+// queries behind it. Up to maxTCPInFlight of a connection are answered at
+// once; then the connection is not read until one is done. The
+// connection is idle, and tcp_idle_timeout counts, only while none is
+// being answered. Past maxTCPQueries, the queries already in the read
+// buffer are answered too; then the connection is closed gracefully:
+// every reply sent, FIN, and what the client still sends read and
+// discarded until it closes, so that no reset destroys replies it has not
+// read yet (closeGracefully).
 func (s *Server) serveTCPConn(tc *tcpConn, client netip.Addr) {
 	c := tc.conn
+	w := &tcpWriter{conn: c, srv: s}
+	var inFlight sync.WaitGroup
+	graceful := false
 	defer func() {
+		inFlight.Wait()
+		if graceful && w.failed() == nil {
+			s.closeGracefully(tc)
+		}
 		s.mu.Lock()
 		delete(s.conns, c)
 		s.release(tc)
@@ -168,77 +225,152 @@ func (s *Server) serveTCPConn(tc *tcpConn, client netip.Addr) {
 		c.Close()
 		s.serving.Done()
 	}()
-	w := &tcpWriter{conn: c}
-	var buf, out []byte
+	r := bufio.NewReaderSize(c, tcpReadBuffer)
+	places := make(chan struct{}, s.maxTCPInFlight)
+	var out []byte
 	var scratch fastScratch
-	for q := 0; q < s.maxTCPQueries; q++ {
-		timeout := s.settings().TCPIdleTimeout
-		s.mu.Lock()
-		if s.closing || tc.released {
-			s.mu.Unlock()
+	for q := 0; ; q++ {
+		if q >= s.maxTCPQueries && !bufferedMessage(r) {
+			graceful = true
 			return
 		}
-		now := time.Now()
-		c.SetReadDeadline(now.Add(timeout))
-		tc.idleSince.Store(now.UnixNano())
-		s.mu.Unlock()
-		var n [2]byte
-		if _, err := io.ReadFull(c, n[:]); err != nil {
+		raw, err := s.nextTCPMessage(tc, r, w)
+		if err != nil {
+			if errors.Is(err, errTooLarge) {
+				s.drop(client, err)
+			}
 			return
 		}
-		tc.idleSince.Store(0)
-		size := int(binary.BigEndian.Uint16(n[:]))
-		if size > maxQuerySize {
-			s.drop(client, errTooLarge)
-			return
-		}
-		if cap(buf) < size {
-			buf = make([]byte, size)
-		}
-		buf = buf[:size]
-		if _, err := io.ReadFull(c, buf); err != nil {
-			return
-		}
-		if err := checkPacket(buf); err != nil {
+		if err := checkPacket(raw); err != nil {
 			s.drop(client, err)
 			return // not a DNS client: do not read on
 		}
-		w.timeout = timeout
 		limited := false
 		if rate := s.settings().RateLimit; rate > 0 && !s.limiter.Allow(client, rate, time.Now()) {
 			limited = true
-		} else if reply, ok := s.handler.serveWire(buf, client, false, out[:0], &scratch); ok {
+		} else if reply, ok := s.handler.serveWire(raw, client, false, out[:0], &scratch); ok {
 			out = reply[:0]
-			w.Write(reply)
-			if w.err != nil {
+			r.Discard(2 + len(raw))
+			if _, err := w.Write(reply); err != nil {
 				return
 			}
 			continue
 		}
-		req := s.request(buf, client)
+		req := s.request(raw, client) // copies what it keeps
+		r.Discard(2 + len(raw))
 		if req == nil {
 			return
 		}
 		if limited {
 			s.handler.refuse(w, req, client)
-		} else {
-			s.handler.ServeDNS(w, req)
+			continue
 		}
-		if w.err != nil {
-			return
+		places <- struct{}{} // waits while maxTCPInFlight are being answered
+		tc.addBusy(1)
+		inFlight.Add(1)
+		go func() {
+			defer func() {
+				tc.addBusy(-1)
+				<-places
+				inFlight.Done()
+			}()
+			s.handler.ServeDNS(w, req)
+		}()
+	}
+}
+
+// nextTCPMessage waits for the next message of tc, for up to
+// tcp_idle_timeout from when the connection became idle, and returns it,
+// still in r's buffer (the caller discards it). While queries of the
+// connection are being answered it is not idle and waits on. It fails on
+// Shutdown, when tc is closed to make room, and when a reply could not be
+// written.
+func (s *Server) nextTCPMessage(tc *tcpConn, r *bufio.Reader, w *tcpWriter) ([]byte, error) {
+	tc.setWaiting(true)
+	defer tc.setWaiting(false)
+	for {
+		timeout := s.settings().TCPIdleTimeout
+		s.mu.Lock()
+		if s.closing || tc.released {
+			s.mu.Unlock()
+			return nil, errClosing
+		}
+		if err := w.failed(); err != nil {
+			s.mu.Unlock()
+			return nil, err
+		}
+		deadline := time.Now().Add(timeout) // busy: checked again then
+		if since := tc.idleSince.Load(); since != 0 {
+			deadline = time.Unix(0, since).Add(timeout)
+		}
+		tc.conn.SetReadDeadline(deadline)
+		s.mu.Unlock()
+		n, err := r.Peek(2)
+		if err == nil {
+			size := int(binary.BigEndian.Uint16(n))
+			if size > maxQuerySize {
+				return nil, errTooLarge
+			}
+			var b []byte
+			if b, err = r.Peek(2 + size); err == nil {
+				return b[2:], nil
+			}
+		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) || r.Buffered() > 0 {
+			return nil, err // closed, or stalled in the middle of a message
+		}
+		if since := tc.idleSince.Load(); since != 0 && time.Since(time.Unix(0, since)) >= timeout {
+			return nil, err // idle for tcp_idle_timeout
 		}
 	}
 }
 
+// bufferedMessage reports whether r holds a whole message, read from the
+// connection already.
+func bufferedMessage(r *bufio.Reader) bool {
+	n := r.Buffered()
+	if n < 2 {
+		return false
+	}
+	b, _ := r.Peek(2)
+	return n >= 2+int(binary.BigEndian.Uint16(b))
+}
+
+// closeGracefully ends a connection whose replies are all sent: FIN, then
+// what the client still sends (queries past maxTCPQueries) is read and
+// discarded until it closes its side, for up to tcp_idle_timeout. Closing
+// with unread data would send a reset, and a reset makes the client's
+// system discard the replies it has not read yet.
+func (s *Server) closeGracefully(tc *tcpConn) {
+	c := tc.conn
+	if hc, ok := c.(interface{ CloseWrite() error }); ok {
+		hc.CloseWrite()
+	}
+	tc.setWaiting(true) // it may be closed to make room
+	s.mu.Lock()
+	deadline := time.Now().Add(s.settings().TCPIdleTimeout)
+	if s.closing || tc.released {
+		deadline = time.Unix(1, 0)
+	}
+	c.SetReadDeadline(deadline)
+	s.mu.Unlock()
+	io.Copy(io.Discard, c)
+}
+
 // tcpWriter sends replies on a TCP connection, each prefixed with its
-// length. A write that the client does not take within timeout fails, and
-// the connection is closed: a client that never reads cannot hold it.
+// length, for the connection's reading goroutine and those answering its
+// queries, one at a time. A write that the client does not take within
+// tcp_idle_timeout fails, and so does every write after it; the
+// connection stops being read and is closed: a client that never reads
+// cannot hold it.
 type tcpWriter struct {
 	noTSIG
-	conn    net.Conn
-	timeout time.Duration
-	buf     []byte
-	err     error // the last write's
+	conn net.Conn
+	srv  *Server
+
+	mu  sync.Mutex
+	buf []byte
+	err error // of the first write that failed
 }
 
 func (w *tcpWriter) WriteMsg(m *dns.Msg) error { return writeMsg(w, m) }
@@ -247,13 +379,33 @@ func (w *tcpWriter) Write(b []byte) (int, error) {
 	if len(b) > dns.MaxMsgSize {
 		return 0, errors.New("reply larger than 65535 bytes")
 	}
-	w.buf = binary.BigEndian.AppendUint16(w.buf[:0], uint16(len(b)))
-	w.buf = append(w.buf, b...)
-	w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
-	if _, w.err = w.conn.Write(w.buf); w.err != nil {
+	w.mu.Lock()
+	if w.err != nil {
+		w.mu.Unlock()
 		return 0, w.err
 	}
+	w.buf = binary.BigEndian.AppendUint16(w.buf[:0], uint16(len(b)))
+	w.buf = append(w.buf, b...)
+	w.conn.SetWriteDeadline(time.Now().Add(w.srv.settings().TCPIdleTimeout))
+	_, err := w.conn.Write(w.buf)
+	w.err = err
+	w.mu.Unlock()
+	if err != nil {
+		// Wake the reader, which sees w.err. Under the server's mu, like
+		// the reader's own deadlines: it cannot be overwritten.
+		w.srv.mu.Lock()
+		w.conn.SetReadDeadline(time.Unix(1, 0))
+		w.srv.mu.Unlock()
+		return 0, err
+	}
 	return len(b), nil
+}
+
+// failed returns the error of the write that failed, or nil.
+func (w *tcpWriter) failed() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
 }
 
 func (w *tcpWriter) LocalAddr() net.Addr  { return w.conn.LocalAddr() }

@@ -137,8 +137,8 @@ func optionsParse(b []byte) bool {
 			return false
 		}
 		n := 4 + int(binary.BigEndian.Uint16(b[2:]))
-		if n > len(b) {
-			return false
+		if n > len(b) || !validOption(binary.BigEndian.Uint16(b), b[4:n]) {
+			return false // a cookie of a bad length: FORMERR, from check
 		}
 		b = b[n:]
 	}

@@ -10,12 +10,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/appfence/appfence/internal/dnstest"
 )
 
 // TestEndToEndRequestHandling asks the built binary with dig what an
-// attacker would ask: ANY (answered with RFC 8482's HINFO, or blocked), a
-// zone transfer (REFUSED), an EDNS version it does not know (BADVERS), from
+// attacker would ask: ANY (answered with RFC 8482's HINFO, or blocked; the
+// upstream is asked for A, never ANY), a zone transfer (REFUSED), the
+// server's identity (CHAOS TXT id.server, answered here), an EDNS version
+// it does not know (BADVERS), from
 // outside allow_clients (REFUSED), and over rate_limit (REFUSED over TCP,
 // nothing over UDP). Each dig uses its own source address: rate_limit = 1
 // applies to every client.
@@ -49,6 +53,7 @@ listen = ""
 		{[]string{"-b", "127.0.0.4", "+tcp", "example.test", "AXFR"}, []string{"Transfer failed"}},
 		{[]string{"-b", "127.0.0.5", "+edns=1", "+noednsneg", "www.example.test"}, []string{"status: BADVERS", "EDNS: version: 0"}},
 		{[]string{"-b", "127.0.0.9", "www.example.test"}, []string{"status: REFUSED"}},
+		{[]string{"-b", "127.0.0.7", "id.server", "CH", "TXT"}, []string{"status: NOERROR", "\t0\tCH\tTXT\t\""}},
 	}
 	for _, tt := range tests {
 		out := digRun(t, dig, append([]string{"@127.0.0.1", p}, tt.args...)...)
@@ -58,8 +63,10 @@ listen = ""
 			}
 		}
 	}
-	if up.Total() != 0 {
-		t.Errorf("the upstream was asked %d times", up.Total())
+	for _, q := range up.Queries() {
+		if q.Name != "www.example.test." || q.Type != dns.TypeA {
+			t.Errorf("the upstream was asked %s %s, want only A for the ANY query's name", q.Name, dns.TypeToString[q.Type])
+		}
 	}
 	// From 127.0.0.6 at rate_limit = 1: the first query is answered, the
 	// next one (within the second) is refused over TCP and dropped over UDP.
