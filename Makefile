@@ -8,6 +8,9 @@
 #                CoreDNS side by side (cmd/dnsbench; docs/performance.md)
 #   make fuzz    every fuzz target for FUZZTIME (20s) each (scripts/fuzz.sh)
 #   make soak    AppFence under load and faults on loopback for SOAKTIME (3m) (cmd/soak)
+#
+#   make conformance  ISC's genreport against AppFence on loopback (cmd/conformance,
+#                docs/conformance.md); also part of make test, as TestConformance
 
 GO       ?= go
 BIN      := bin/appfence
@@ -15,7 +18,7 @@ VERSION  := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 export PATH := $(PATH):/usr/local/go/bin:$(shell $(GO) env GOPATH 2>/dev/null)/bin
 
-.PHONY: all build run test test-deps lint vet fmt bench fuzz soak clean
+.PHONY: all build run test test-deps lint vet fmt bench fuzz soak conformance clean
 
 all: build
 
@@ -63,6 +66,12 @@ fuzz:
 SOAKTIME ?= 3m
 soak: build
 	$(GO) run ./cmd/soak -appfence $(BIN) -duration $(SOAKTIME)
+
+# genreport is built from ../shared/tools/genreport into CONFTOOLS, outside
+# the repository.
+CONFTOOLS ?= $(HOME)/.cache/appfence-conformance
+conformance: build
+	@GO=$(GO) ./scripts/conformance.sh $(BIN) $(CONFTOOLS)
 
 clean:
 	rm -rf bin

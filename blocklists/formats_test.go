@@ -124,17 +124,18 @@ func TestParseListGzip(t *testing.T) {
 	}
 }
 
-// testData returns the path of a file of the shared test data (SOURCES.md
-// there says where each comes from). APPFENCE_TESTDATA overrides its place.
+// testData returns the path of a file of the shared test data,
+// ../shared/data beside the repository (SOURCES.md there says where each
+// comes from). APPFENCE_TESTDATA overrides its place.
 func testData(t testing.TB, rel string) string {
 	t.Helper()
 	dir := os.Getenv("APPFENCE_TESTDATA")
 	if dir == "" {
-		dir = "/work/shared/data"
+		dir = filepath.Join("..", "..", "shared", "data")
 	}
 	p := filepath.Join(dir, rel)
 	if _, err := os.Stat(p); err != nil {
-		t.Skipf("test data %s not present (set APPFENCE_TESTDATA): %v", rel, err)
+		t.Fatalf("test data %s not present (../shared/data beside the repository, or set APPFENCE_TESTDATA): %v", rel, err)
 	}
 	return p
 }

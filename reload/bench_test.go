@@ -20,11 +20,11 @@ import (
 func BenchmarkReload(b *testing.B) {
 	data := os.Getenv("APPFENCE_TESTDATA")
 	if data == "" {
-		data = "/work/shared/data"
+		data = filepath.Join("..", "..", "shared", "data")
 	}
 	lists := filepath.Join(data, "lists")
 	if _, err := os.Stat(lists); err != nil {
-		b.Skipf("test data not present (set APPFENCE_TESTDATA): %v", err)
+		b.Fatalf("test data not present (../shared/data beside the repository, or set APPFENCE_TESTDATA): %v", err)
 	}
 	dir := b.TempDir()
 	apps := `[[app]]

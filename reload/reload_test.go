@@ -444,11 +444,25 @@ func waitLog(t *testing.T, logs *logBuffer, text string) {
 }
 
 // TestWatchOff: without blocking.watch, edits wait for a SIGHUP (Trigger).
+// That no edit can start a reload is shown by what the watcher watches:
+// nothing, so no file event can reach it (TestWatcherPicksUpChanges shows the events
+// arrive when it watches the folders).
 func TestWatchOff(t *testing.T) {
 	e := newEnv(t, "watch = false\nblock = [\"tiktok\"]", map[string]string{"apps/video.toml": videoApp})
 	e.run()
+	e.reloader.mu.Lock()
+	w := e.reloader.watcher
+	e.reloader.mu.Unlock()
+	if w == nil {
+		t.Fatal("Run started no watcher")
+	}
+	w.mu.Lock()
+	dirs, files, globs := len(w.dirs), len(w.files), len(w.globs)
+	w.mu.Unlock()
+	if dirs+files+globs != 0 {
+		t.Fatalf("with watch = false the watcher watches %d folders, %d files, %d patterns", dirs, files, globs)
+	}
 	e.writeConfig("watch = false\nblock = [\"video\"]")
-	time.Sleep(500 * time.Millisecond)
 	e.expect("www.tiktok.com.", "", blocked, 0)
 	e.reloader.Trigger("SIGHUP")
 	e.expect("www.tiktok.com.", "192.0.2.10", resolved, 5*time.Second)

@@ -6,7 +6,9 @@
 # its own: nothing is applied to the machine), and systemd-analyze
 # (systemd), which checks the systemd unit offline, and kdig
 # (knot-dnsutils), the independent DoT and DoH client of the encrypted
-# listeners' tests.
+# listeners' tests, and gcc with OpenSSL's headers (gcc, libc6-dev,
+# libssl-dev), which build ISC's genreport for the conformance test
+# (cmd/conformance).
 # Uses apt-get when it can (root, Debian/Ubuntu); otherwise says what to install.
 set -eu
 missing=""
@@ -15,6 +17,8 @@ command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
 command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing="$missing nftables"
 command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
 command -v kdig >/dev/null 2>&1 || missing="$missing knot-dnsutils"
+command -v gcc >/dev/null 2>&1 || missing="$missing gcc libc6-dev"
+[ -f /usr/include/openssl/ssl.h ] || missing="$missing libssl-dev"
 [ -z "$missing" ] && exit 0
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   echo "installing:$missing"

@@ -3,7 +3,7 @@ package upstream
 import (
 	"context"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"testing"
 	"time"
 
@@ -46,15 +46,24 @@ func TestDownThenUpAgain(t *testing.T) {
 	mustExchange(t, r, "www.example.test.")
 }
 
+// TestProbesBackOff: the waits between probes of a down server double
+// from probeMin to probeMax (20, 40, 80, 80 ms with quick). Only lower
+// bounds are checked: a timer never fires early, but a busy machine may
+// fire it late.
 func TestProbesBackOff(t *testing.T) {
 	// A server that answers garbage at once: each probe fails fast, so the
-	// number of probes shows the waits between them (20, 40, 80, 80 ... ms).
-	var probes atomic.Int32
+	// times between probes are the waits.
+	var mu sync.Mutex
+	var probes []time.Time
 	addr := rawUDPServer(t, func(query []byte) [][]byte {
-		if len(query) < 12 {
+		if len(query) < 13 {
 			return nil
 		}
-		probes.Add(1)
+		if query[12] == 0 { // the question is the root's: a probe
+			mu.Lock()
+			probes = append(probes, time.Now())
+			mu.Unlock()
+		}
 		reply := append([]byte(nil), query[:12]...)
 		reply[2] |= 0x80 // QR, and a question count the body does not hold
 		return [][]byte{reply}
@@ -66,11 +75,19 @@ func TestProbesBackOff(t *testing.T) {
 	if r.Up() {
 		t.Fatal("still up after 2 failures")
 	}
-	probes.Store(0)
-	time.Sleep(600 * time.Millisecond)
-	// Without backoff, 600ms / 20ms = 30 probes; with it, about 9.
-	if n := probes.Load(); n < 2 || n > 14 {
-		t.Errorf("%d probes in 600ms, want about 9 (20ms doubling to 80ms)", n)
+	want := []time.Duration{40, 80, 80, 80} // between probes 1-2, 2-3, ...
+	waitFor(t, "five probes", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(probes) >= len(want)+1
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	got := probes
+	for i, w := range want {
+		if gap := got[i+1].Sub(got[i]); gap < w*time.Millisecond*85/100 {
+			t.Errorf("wait before probe %d: %v, want at least %v (backoff doubling to probeMax)", i+2, gap, w*time.Millisecond)
+		}
 	}
 }
 
