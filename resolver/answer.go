@@ -202,7 +202,7 @@ func upstreamQuery(req *dns.Msg, name string) *dns.Msg {
 }
 
 // finish makes resp the reply to req as the client asked it: the client's
-// ID, question and letter case, RA set, the client's EDNS (our OPT with its
+// ID, question and letter case, RA set (for QUERY), the client's EDNS (our OPT with its
 // DO bit and any extended error, or no OPT for a client without EDNS), and
 // for UDP no larger than the client can take (truncated with TC set).
 func finish(req, resp *dns.Msg, udp bool, ede *dns.EDNS0_EDE) {
@@ -214,6 +214,11 @@ func finish(req, resp *dns.Msg, udp bool, ede *dns.EDNS0_EDE) {
 	resp.RecursionAvailable = true
 	resp.Authoritative = false
 	resp.CheckingDisabled = req.CheckingDisabled
+	if req.Opcode != dns.OpcodeQuery {
+		// RA, AD and CD are defined for QUERY only (RFC 1035 4.1.1,
+		// RFC 4035 3.2): the NOTIMP to another opcode sets none of them.
+		resp.RecursionAvailable, resp.CheckingDisabled, resp.AuthenticatedData = false, false, false
+	}
 	if len(req.Question) > 0 {
 		qname := req.Question[0].Name
 		resp.Question = []dns.Question{req.Question[0]}
@@ -233,6 +238,9 @@ func finish(req, resp *dns.Msg, udp bool, ede *dns.EDNS0_EDE) {
 			o.Option = append(o.Option, ede)
 		}
 		resp.Extra = append(resp.Extra, o)
+	}
+	if t := requestTSIG(req); t != nil {
+		resp.Extra = append(resp.Extra, tsigReply(t)) // last (RFC 8945, 5.3)
 	}
 	if opt == nil || !opt.Do() {
 		// RFC 6840 5.8: AD only for clients that asked with DO or AD.

@@ -204,18 +204,40 @@ func TestOPTOwnerNotRoot(t *testing.T) {
 	}
 }
 
-// TestNotImpRecursionAvailable: NOTIMP, like every answer, has RA set.
-func TestNotImpRecursionAvailable(t *testing.T) {
+// TestNotImpFlags: NOTIMP to an opcode other than QUERY has the opcode
+// and none of the flags defined for QUERY only (RA, AD, CD), whatever the
+// query set (genreport's opcode and opcodeflg tests).
+func TestNotImpFlags(t *testing.T) {
 	e := startEnv(t, "")
 	for _, opcode := range []int{dns.OpcodeNotify, dns.OpcodeStatus, 3, 15} {
 		m := dnstest.NewQuery("www.example.test.", dns.TypeSOA, true, false)
 		m.Opcode = opcode
+		m.AuthenticatedData, m.CheckingDisabled, m.RecursionAvailable = true, true, true
 		for _, netw := range []string{"udp", "tcp"} {
 			resp := askRaw(t, e, netw, m)
-			if resp.Rcode != dns.RcodeNotImplemented || !resp.RecursionAvailable || resp.Opcode != opcode {
-				t.Errorf("opcode %d/%s: %s RA=%v opcode %d, want NOTIMP with RA and the opcode", opcode, netw,
-					dns.RcodeToString[resp.Rcode], resp.RecursionAvailable, resp.Opcode)
+			if resp.Rcode != dns.RcodeNotImplemented || resp.Opcode != opcode {
+				t.Errorf("opcode %d/%s: %s opcode %d, want NOTIMP and the opcode", opcode, netw,
+					dns.RcodeToString[resp.Rcode], resp.Opcode)
 			}
+			if resp.RecursionAvailable || resp.AuthenticatedData || resp.CheckingDisabled {
+				t.Errorf("opcode %d/%s: RA=%v AD=%v CD=%v, want none", opcode, netw,
+					resp.RecursionAvailable, resp.AuthenticatedData, resp.CheckingDisabled)
+			}
+		}
+	}
+}
+
+// TestTCInQueryIgnored: TC means nothing in a query; it is answered as
+// without it, over UDP and TCP, with TC clear in the reply.
+func TestTCInQueryIgnored(t *testing.T) {
+	e := startEnv(t, "")
+	m := dnstest.NewQuery("www.example.test.", dns.TypeA, false, false)
+	m.Truncated = true
+	for _, netw := range []string{"udp", "tcp"} {
+		resp := askRaw(t, e, netw, m)
+		if resp.Rcode != dns.RcodeSuccess || len(resp.Answer) == 0 || resp.Truncated {
+			t.Errorf("%s: %s, %d answers, TC=%v; want NOERROR with the answer, TC clear", netw,
+				dns.RcodeToString[resp.Rcode], len(resp.Answer), resp.Truncated)
 		}
 	}
 }
@@ -578,5 +600,59 @@ func TestTCPIdleWhileAnswering(t *testing.T) {
 	// Then it is idle, and closed after tcp_idle_timeout.
 	if _, err := readReply(t, c, 5*time.Second); err != io.EOF {
 		t.Errorf("idle after the reply: %v, want EOF", err)
+	}
+}
+
+// TestTSIGQuery: a query signed with a key AppFence does not know (it
+// knows none) gets NOTAUTH and an unsigned TSIG with the error BADKEY
+// (RFC 8945, 5.2.2), and is not forwarded; a TSIG that is not the last
+// record is FORMERR.
+func TestTSIGQuery(t *testing.T) {
+	e := startEnv(t, "")
+	const key = "key.example."
+	signed := func(edns bool) []byte {
+		m := dnstest.NewQuery("www.example.test.", dns.TypeA, edns, false)
+		m.SetTsig(key, dns.HmacSHA256, 300, time.Now().Unix())
+		b, _, err := dns.TsigGenerate(m, "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0", "", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	for _, edns := range []bool{false, true} {
+		for _, netw := range []string{"udp", "tcp"} {
+			before := e.upstream.Total()
+			raw := signed(edns)
+			b := rawExchange(t, netw, "", e.addr, raw, 2*time.Second)
+			if b == nil {
+				t.Fatalf("edns %v/%s: no reply", edns, netw)
+			}
+			resp := unpack(t, b, binary.BigEndian.Uint16(raw))
+			if resp.Rcode != dns.RcodeNotAuth {
+				t.Errorf("edns %v/%s: %s, want NOTAUTH", edns, netw, dns.RcodeToString[resp.Rcode])
+			}
+			tsig := resp.IsTsig()
+			if tsig == nil || resp.Extra[len(resp.Extra)-1] != dns.RR(tsig) {
+				t.Fatalf("edns %v/%s: no TSIG last in the reply: %v", edns, netw, resp.Extra)
+			}
+			if tsig.Error != dns.RcodeBadKey || tsig.MAC != "" || tsig.Hdr.Name != key || tsig.Algorithm != dns.HmacSHA256 {
+				t.Errorf("edns %v/%s: TSIG %v, want error BADKEY, no MAC, the query's key and algorithm", edns, netw, tsig)
+			}
+			if (resp.IsEdns0() != nil) != edns {
+				t.Errorf("edns %v/%s: OPT in the reply %v", edns, netw, resp.IsEdns0())
+			}
+			if got := e.upstream.Total() - before; got != 0 {
+				t.Errorf("edns %v/%s: upstream asked %d times", edns, netw, got)
+			}
+		}
+	}
+	// TSIG first, then an OPT: FORMERR.
+	m := dnstest.NewQuery("www.example.test.", dns.TypeA, false, false)
+	m.Extra = []dns.RR{
+		&dns.TSIG{Hdr: dns.RR_Header{Name: key, Rrtype: dns.TypeTSIG, Class: dns.ClassANY}, Algorithm: dns.HmacSHA256, Fudge: 300},
+		&dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT, Class: 1232}},
+	}
+	if resp := askRaw(t, e, "udp", m); resp.Rcode != dns.RcodeFormatError {
+		t.Errorf("TSIG not last: %s, want FORMERR", dns.RcodeToString[resp.Rcode])
 	}
 }

@@ -134,7 +134,7 @@ func FuzzServePacket(f *testing.F) {
 		if err := resp.Unpack(w.reply); err != nil {
 			t.Fatalf("reply %x does not parse: %v\nquery: %v", w.reply, err, req)
 		}
-		if !resp.Response || !resp.RecursionAvailable || resp.Id != binary.BigEndian.Uint16(raw) || resp.Opcode != req.Opcode {
+		if !resp.Response || resp.RecursionAvailable != (req.Opcode == dns.OpcodeQuery) || resp.Id != binary.BigEndian.Uint16(raw) || resp.Opcode != req.Opcode {
 			t.Fatalf("reply header %+v to query %+v", resp.MsgHdr, req.MsgHdr)
 		}
 		if len(resp.Question) > 1 || len(req.Question) > 0 && (len(resp.Question) != 1 || resp.Question[0] != req.Question[0]) {

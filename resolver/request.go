@@ -13,7 +13,7 @@ import (
 // or RcodeSuccess. The rules are Unbound's:
 //
 //   - an opcode other than QUERY: NOTIMP;
-//   - TC set, a question count other than one, records in the answer or
+//   - a question count other than one, records in the answer or
 //     authority section, more than one record in the additional section
 //     (an OPT; AppFence verifies no TSIG), or a question type that is
 //     only meaningful inside a message (OPT, TSIG, TKEY), obsolete (MAILA,
@@ -21,7 +21,13 @@ import (
 //   - an OPT record whose owner is not the root (RFC 6891, 6.1.2), or a
 //     known option that is badly formed (see validOption; request marks
 //     the options miekg/dns does not parse): FORMERR;
-//   - an EDNS version other than 0: BADVERS (RFC 6891, 6.1.3).
+//   - an EDNS version other than 0: BADVERS (RFC 6891, 6.1.3);
+//   - a TSIG record, last in the additional section: NOTAUTH, with the
+//     TSIG error BADKEY (RFC 8945, 5.2.2; see tsigReply): AppFence has no
+//     keys. A TSIG anywhere else is FORMERR.
+//
+// TC in a query means nothing (RFC 1035 defines it for responses): it is
+// ignored, as ISC's genreport expects; Unbound answers FORMERR.
 //
 // ANY, AXFR and IXFR are valid questions, answered after the decision (so
 // that they stay blocked for a blocked name): see anyAnswer.
@@ -29,7 +35,15 @@ func check(req *dns.Msg) int {
 	switch {
 	case req.Opcode != dns.OpcodeQuery:
 		return dns.RcodeNotImplemented
-	case req.Truncated, len(req.Question) != 1, len(req.Answer) != 0, len(req.Ns) != 0, len(req.Extra) > 1:
+	}
+	extra := req.Extra
+	tsig := requestTSIG(req)
+	if tsig != nil {
+		extra = extra[:len(extra)-1]
+	}
+	switch {
+	case len(req.Question) != 1, len(req.Answer) != 0, len(req.Ns) != 0, len(extra) > 1,
+		len(extra) == 1 && extra[0].Header().Rrtype != dns.TypeOPT:
 		return dns.RcodeFormatError
 	}
 	if badQuestionType(req.Question[0].Qtype) {
@@ -37,7 +51,7 @@ func check(req *dns.Msg) int {
 	}
 	opt := req.IsEdns0()
 	if opt == nil {
-		return dns.RcodeSuccess
+		return tsigRcode(tsig)
 	}
 	if opt.Hdr.Name != "." {
 		return dns.RcodeFormatError
@@ -50,7 +64,43 @@ func check(req *dns.Msg) int {
 	if opt.Version() != 0 {
 		return dns.RcodeBadVers
 	}
+	return tsigRcode(tsig)
+}
+
+// tsigRcode is the rcode of a query signed with tsig: NOTAUTH, since
+// AppFence knows no key; RcodeSuccess for an unsigned query.
+func tsigRcode(tsig *dns.TSIG) int {
+	if tsig != nil {
+		return dns.RcodeNotAuth
+	}
 	return dns.RcodeSuccess
+}
+
+// requestTSIG returns the TSIG record that ends req's additional section,
+// or nil.
+func requestTSIG(req *dns.Msg) *dns.TSIG {
+	if n := len(req.Extra); n > 0 {
+		if t, ok := req.Extra[n-1].(*dns.TSIG); ok {
+			return t
+		}
+	}
+	return nil
+}
+
+// tsigReply is the TSIG record of the reply to a query signed with t:
+// unsigned (no MAC), with the TSIG error BADKEY, as RFC 8945, 5.2.2 says
+// a server answers a key it does not know. AppFence has no TSIG keys:
+// TSIG authenticates zone transfers and updates between configured peers,
+// neither of which a forwarder serves.
+func tsigReply(t *dns.TSIG) *dns.TSIG {
+	return &dns.TSIG{
+		Hdr:        dns.RR_Header{Name: t.Hdr.Name, Rrtype: dns.TypeTSIG, Class: dns.ClassANY},
+		Algorithm:  t.Algorithm,
+		TimeSigned: t.TimeSigned,
+		Fudge:      t.Fudge,
+		OrigId:     t.OrigId,
+		Error:      dns.RcodeBadKey,
+	}
 }
 
 // classAnswer answers a query whose class is not IN or ANY: CHAOS TXT
