@@ -201,7 +201,7 @@ func (h *Handler) resolve(st *State, w dns.ResponseWriter, req *dns.Msg, name st
 		return h.write(w, req, a.Msg.Copy(), udp, nil)
 	}
 	h.log.Debug("upstream failed", "name", name, "err", a.Err)
-	return h.write(w, req, errorReply(req, dns.RcodeServerFailure), udp, nil)
+	return h.write(w, req, upstreamAnswer(req, nil, a.Err), udp, nil)
 }
 
 // fetch returns how the cache asks the upstream for req. It holds one of
@@ -218,7 +218,11 @@ func (h *Handler) fetch(st *State, req *dns.Msg, name string) cache.Fetch {
 		defer h.upstreamPlaces.give()
 		ctx, cancel := context.WithTimeout(ctx, upstreamBudget)
 		defer cancel()
-		return st.Upstream.Exchange(ctx, q, name)
+		resp, err := st.Upstream.Exchange(ctx, q, name)
+		if err == nil {
+			resp = upstreamAnswer(q, resp, nil)
+		}
+		return resp, err
 	}
 }
 
@@ -228,7 +232,7 @@ func (h *Handler) forward(st *State, req *dns.Msg, name string) *dns.Msg {
 	resp, err := h.fetch(st, req, name)(context.Background())
 	if err != nil {
 		h.log.Debug("upstream failed", "name", name, "err", err)
-		return errorReply(req, dns.RcodeServerFailure)
+		return upstreamAnswer(req, nil, err)
 	}
 	return resp
 }

@@ -325,8 +325,9 @@ func TestEDNSPassedThrough(t *testing.T) {
 		t.Fatalf("reply OPT = %v, want one with DO", opt)
 	}
 	q := e.upstream.Queries()
-	if len(q) != 1 || !q[0].DO || q[0].Size != 4096 {
-		t.Errorf("upstream saw DO=%v size=%d, want DO and 4096", q[0].DO, q[0].Size)
+	// The client's DO, but AppFence's own payload size (conformance_upstream_test.go).
+	if len(q) != 1 || !q[0].DO || q[0].Size != ednsSize {
+		t.Errorf("upstream saw DO=%v size=%d, want DO and %d", q[0].DO, q[0].Size, ednsSize)
 	}
 	// Without EDNS: no OPT in the reply; upstream still gets EDNS (1232).
 	resp = e.ask(t, "udp", "127.0.0.1", dnstest.NewQuery("txt.example.test.", dns.TypeTXT, false, false))
