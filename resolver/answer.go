@@ -208,12 +208,22 @@ func upstreamQuery(req *dns.Msg, name string) *dns.Msg {
 // upstreamAnswer turns what the upstream returned into what the client
 // gets: an error, or FORMERR, NOTIMP or REFUSED from every server (which
 // describe AppFence's query, not the client's), becomes SERVFAIL with an
-// extended error (RFC 8914) saying why; see servfail.
+// extended error (RFC 8914) saying why; see servfail. The upstream's
+// SERVFAIL keeps the extended error it carries (DNSSEC Bogus, ...), or gets
+// 22 "No Reachable Authority".
 func upstreamAnswer(req *dns.Msg, resp *dns.Msg, err error) *dns.Msg {
 	if err != nil {
 		return servfail(req, upstreamEDE(err))
 	}
 	switch resp.Rcode {
+	case dns.RcodeServerFailure:
+		if findEDE(resp.Extra) == nil {
+			resp.Extra = stripOPT(resp.Extra)
+			resp.Extra = append(resp.Extra, ednsOPT(&dns.EDNS0_EDE{
+				InfoCode:  dns.ExtendedErrorCodeNoReachableAuthority,
+				ExtraText: "upstream answered SERVFAIL",
+			}))
+		}
 	case dns.RcodeFormatError, dns.RcodeNotImplemented, dns.RcodeRefused:
 		return servfail(req, &dns.EDNS0_EDE{
 			InfoCode:  dns.ExtendedErrorCodeNoReachableAuthority,
@@ -245,15 +255,18 @@ func upstreamEDE(err error) *dns.EDNS0_EDE {
 // which finish passes on to EDNS clients.
 func servfail(req *dns.Msg, ede *dns.EDNS0_EDE) *dns.Msg {
 	resp := errorReply(req, dns.RcodeServerFailure)
-	o := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}, Option: []dns.EDNS0{ede}}
-	resp.Extra = append(resp.Extra, o)
+	resp.Extra = append(resp.Extra, ednsOPT(ede))
 	return resp
 }
 
-// servfailEDE returns the extended error a SERVFAIL reply carries: the
-// first one of the OPT record in extra (the upstream's, or servfail's),
-// else 0 "Other": every SERVFAIL says it is one of AppFence's making.
-func servfailEDE(extra []dns.RR) *dns.EDNS0_EDE {
+// ednsOPT returns an OPT record that carries ede to finish.
+func ednsOPT(ede *dns.EDNS0_EDE) *dns.OPT {
+	return &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}, Option: []dns.EDNS0{ede}}
+}
+
+// findEDE returns the first extended error of the OPT record in extra, or
+// nil.
+func findEDE(extra []dns.RR) *dns.EDNS0_EDE {
 	for _, rr := range extra {
 		if o, ok := rr.(*dns.OPT); ok {
 			for _, opt := range o.Option {
@@ -263,17 +276,21 @@ func servfailEDE(extra []dns.RR) *dns.EDNS0_EDE {
 			}
 		}
 	}
-	return &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeOther}
+	return nil
 }
 
 // finish makes resp the reply to req as the client asked it: the client's
 // ID, question and letter case, RA set, the client's EDNS (our OPT with its
 // DO bit and any extended error, or no OPT for a client without EDNS), and
 // for UDP no larger than the client can take (truncated with TC set). A
-// SERVFAIL without ede gets the one resp's own OPT carries (servfailEDE).
+// SERVFAIL without ede gets the one resp's own OPT carries (the upstream's,
+// or servfail's), else 0 "Other".
 func finish(req, resp *dns.Msg, udp bool, ede *dns.EDNS0_EDE) {
 	if ede == nil && resp.Rcode == dns.RcodeServerFailure {
-		ede = servfailEDE(resp.Extra)
+		// Every SERVFAIL says why; 0 "Other" when nothing did.
+		if ede = findEDE(resp.Extra); ede == nil {
+			ede = &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeOther}
+		}
 	}
 	resp.Id = req.Id
 	resp.Compress = true
