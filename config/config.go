@@ -111,6 +111,10 @@ type UpstreamServer struct {
 	ServerName string
 	// URL is the full URL for ProtoHTTPS, without the '#' part.
 	URL string
+	// TrustAD keeps the server's AD bit in answers: the entry is listed in
+	// upstream.trust_ad (DoT and DoH servers only). Otherwise AD is
+	// cleared, since AppFence validates nothing itself.
+	TrustAD bool
 }
 
 // Forward is one [[upstream.forward]] entry: zones sent to their own servers.

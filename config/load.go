@@ -121,6 +121,7 @@ type rawConfig struct {
 		Strategy string   `toml:"strategy"`
 		Timeout  string   `toml:"timeout"`
 		CAFile   string   `toml:"ca_file"`
+		TrustAD  []string `toml:"trust_ad"`
 		Forward  []struct {
 			Zones   []string `toml:"zones"`
 			Servers []string `toml:"servers"`

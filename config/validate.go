@@ -232,6 +232,41 @@ func (v *validator) upstream(raw *rawConfig, u *Upstream) {
 		fw.Servers = v.upstreamServers(path+".servers", f.Servers)
 		u.Forward = append(u.Forward, fw)
 	}
+	v.trustAD(r.TrustAD, u)
+}
+
+// trustAD marks the servers listed in upstream.trust_ad, wherever they are
+// listed (upstream.servers, upstream.forward). Only DoT and DoH servers
+// may be trusted: their channel is authenticated, so an AD bit they set
+// cannot have been forged on the way.
+func (v *validator) trustAD(list []string, u *Upstream) {
+	for i, s := range list {
+		path := elem("upstream.trust_ad", i)
+		us, err := ParseUpstream(s)
+		if err != nil {
+			v.errorf(path, "%v", err)
+			continue
+		}
+		if us.Proto != ProtoTLS && us.Proto != ProtoHTTPS {
+			v.errorf(path, "%q: only tls:// and https:// servers may be trusted for validation: AD from plain DNS can be forged on the way", s)
+			continue
+		}
+		found := false
+		mark := func(servers []UpstreamServer) {
+			for j := range servers {
+				if servers[j].Raw == us.Raw {
+					servers[j].TrustAD, found = true, true
+				}
+			}
+		}
+		mark(u.Servers)
+		for _, f := range u.Forward {
+			mark(f.Servers)
+		}
+		if !found {
+			v.errorf(path, "%q is not in upstream.servers or any upstream.forward servers", s)
+		}
+	}
 }
 
 func (v *validator) upstreamServers(path string, list []string) []UpstreamServer {

@@ -41,6 +41,11 @@ type Metrics struct {
 	LastReloadTime   prometheus.Gauge
 	BuildInfo        *prometheus.GaugeVec // version, goversion
 	QueryLogDropped  prometheus.Counter
+
+	// UpstreamMismatched counts UDP answers ignored because they did not
+	// answer the query waiting for them (wrong ID or question: spoofed or
+	// stray), by upstream.
+	UpstreamMismatched *prometheus.CounterVec // upstream
 }
 
 // New creates the collectors on a new registry, with the Go and process
@@ -74,6 +79,8 @@ func New(version string) *Metrics {
 			[]float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}, "upstream"),
 		UpstreamUp: f.gaugeVec("upstream_up",
 			"1 when the upstream server is considered healthy, 0 when it is marked down.", "upstream"),
+		UpstreamMismatched: f.counter("upstream_mismatched_responses_total",
+			"UDP answers ignored because they did not answer the query waiting for them (wrong ID or question), by upstream.", "upstream"),
 		BlocklistRules: f.gaugeVec("blocklist_rules", "Rules compiled for each app.", "app"),
 		Reloads: f.counter("config_reloads_total",
 			"Policy reloads, by result (success, failure).", "result"),

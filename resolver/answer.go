@@ -1,6 +1,7 @@
 package resolver
 
 import (
+	"errors"
 	"net/netip"
 	"strings"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/appfence/appfence/blocklists"
 	"github.com/appfence/appfence/config"
 	"github.com/appfence/appfence/resolver/policy"
+	"github.com/appfence/appfence/resolver/upstream"
 )
 
 // ednsSize is the UDP payload size AppFence advertises, to clients and to
@@ -178,8 +180,11 @@ func errorReply(req *dns.Msg, rcode int) *dns.Msg {
 
 // upstreamQuery builds the query sent upstream for req: the canonical
 // (lower-case) name, RD set, the client's CD, AD set, and EDNS with the DO bit of
-// the client and a payload size of at least ednsSize. Other EDNS options of
-// the client (cookies, client subnet) are hop-by-hop and not forwarded.
+// the client and a payload size of ednsSize, whatever the client's: a
+// larger UDP answer would be fragmented on the way, and fragments can be
+// forged (DNS flag day 2020, RFC 9715); a larger answer comes over TCP.
+// Other EDNS options of the client (cookies, client subnet) are hop-by-hop
+// and not forwarded.
 func upstreamQuery(req *dns.Msg, name string) *dns.Msg {
 	q := req.Question[0]
 	m := &dns.Msg{
@@ -192,20 +197,101 @@ func upstreamQuery(req *dns.Msg, name string) *dns.Msg {
 		},
 		Question: []dns.Question{{Name: fqdn(name), Qtype: q.Qtype, Qclass: q.Qclass}},
 	}
-	size, do := uint16(ednsSize), false
+	do := false
 	if opt := req.IsEdns0(); opt != nil {
-		size = max(size, opt.UDPSize())
 		do = opt.Do()
 	}
-	m.SetEdns0(size, do)
+	m.SetEdns0(ednsSize, do)
 	return m
+}
+
+// upstreamAnswer turns what the upstream returned into what the client
+// gets: an error, or FORMERR, NOTIMP or REFUSED from every server (which
+// describe AppFence's query, not the client's), becomes SERVFAIL with an
+// extended error (RFC 8914) saying why; see servfail. The upstream's
+// SERVFAIL keeps the extended error it carries (DNSSEC Bogus, ...), or gets
+// 22 "No Reachable Authority".
+func upstreamAnswer(req *dns.Msg, resp *dns.Msg, err error) *dns.Msg {
+	if err != nil {
+		return servfail(req, upstreamEDE(err))
+	}
+	switch resp.Rcode {
+	case dns.RcodeServerFailure:
+		if findEDE(resp.Extra) == nil {
+			resp.Extra = stripOPT(resp.Extra)
+			resp.Extra = append(resp.Extra, ednsOPT(&dns.EDNS0_EDE{
+				InfoCode:  dns.ExtendedErrorCodeNoReachableAuthority,
+				ExtraText: "upstream answered SERVFAIL",
+			}))
+		}
+	case dns.RcodeFormatError, dns.RcodeNotImplemented, dns.RcodeRefused:
+		return servfail(req, &dns.EDNS0_EDE{
+			InfoCode:  dns.ExtendedErrorCodeNoReachableAuthority,
+			ExtraText: "upstream answered " + dns.RcodeToString[resp.Rcode],
+		})
+	}
+	return resp
+}
+
+// upstreamEDE is the extended error of a query no upstream answered: 23
+// "Network Error" when the servers could not be reached (refused, reset,
+// TLS or HTTP failures), 22 "No Reachable Authority" when they did not
+// answer in time or answered nonsense, 0 "Other" when AppFence did not ask
+// (too many upstream queries in flight).
+func upstreamEDE(err error) *dns.EDNS0_EDE {
+	if errors.Is(err, errUpstreamBusy) {
+		return &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeOther, ExtraText: errUpstreamBusy.Error()}
+	}
+	switch kind := upstream.ErrorKind(err); kind {
+	case upstream.KindNetwork, upstream.KindTLS, upstream.KindHTTP:
+		return &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeNetworkError, ExtraText: "upstream " + kind + " error"}
+	case upstream.KindTimeout:
+		return &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeNoReachableAuthority, ExtraText: "no upstream answered in time"}
+	}
+	return &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeNoReachableAuthority, ExtraText: "no usable upstream answer"}
+}
+
+// servfail returns a SERVFAIL reply to req carrying ede in an OPT record,
+// which finish passes on to EDNS clients.
+func servfail(req *dns.Msg, ede *dns.EDNS0_EDE) *dns.Msg {
+	resp := errorReply(req, dns.RcodeServerFailure)
+	resp.Extra = append(resp.Extra, ednsOPT(ede))
+	return resp
+}
+
+// ednsOPT returns an OPT record that carries ede to finish.
+func ednsOPT(ede *dns.EDNS0_EDE) *dns.OPT {
+	return &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}, Option: []dns.EDNS0{ede}}
+}
+
+// findEDE returns the first extended error of the OPT record in extra, or
+// nil.
+func findEDE(extra []dns.RR) *dns.EDNS0_EDE {
+	for _, rr := range extra {
+		if o, ok := rr.(*dns.OPT); ok {
+			for _, opt := range o.Option {
+				if e, ok := opt.(*dns.EDNS0_EDE); ok {
+					return e
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // finish makes resp the reply to req as the client asked it: the client's
 // ID, question and letter case, RA set (for QUERY), the client's EDNS (our OPT with its
 // DO bit and any extended error, or no OPT for a client without EDNS), and
-// for UDP no larger than the client can take (truncated with TC set).
+// for UDP no larger than the client can take (truncated with TC set). A
+// SERVFAIL without ede gets the one resp's own OPT carries (the upstream's,
+// or servfail's), else 0 "Other".
 func finish(req, resp *dns.Msg, udp bool, ede *dns.EDNS0_EDE) {
+	if ede == nil && resp.Rcode == dns.RcodeServerFailure {
+		// Every SERVFAIL says why; 0 "Other" when nothing did.
+		if ede = findEDE(resp.Extra); ede == nil {
+			ede = &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeOther}
+		}
+	}
 	resp.Id = req.Id
 	resp.Compress = true
 	resp.Response = true

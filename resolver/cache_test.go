@@ -402,7 +402,8 @@ func TestCacheDoesNotStoreFailures(t *testing.T) {
 		rcode int
 	}{
 		{"SERVFAIL", func(u *dnstest.Upstream) { u.SetRcode(dns.RcodeServerFailure) }, dns.RcodeServerFailure},
-		{"REFUSED", func(u *dnstest.Upstream) { u.SetRcode(dns.RcodeRefused) }, dns.RcodeRefused},
+		// REFUSED is about AppFence's query: the client gets SERVFAIL.
+		{"REFUSED", func(u *dnstest.Upstream) { u.SetRcode(dns.RcodeRefused) }, dns.RcodeServerFailure},
 		{"truncated", func(u *dnstest.Upstream) { u.SetTruncateAll(true) }, dns.RcodeSuccess},
 		{"no SOA in a negative answer", func(u *dnstest.Upstream) { u.SetRcode(dns.RcodeNameError) }, dns.RcodeNameError},
 	}

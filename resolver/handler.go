@@ -205,7 +205,7 @@ func (h *Handler) resolve(st *State, w dns.ResponseWriter, req *dns.Msg, name st
 		return h.write(w, req, a.Msg.Copy(), udp, nil)
 	}
 	h.log.Debug("upstream failed", "name", name, "err", a.Err)
-	return h.write(w, req, errorReply(req, dns.RcodeServerFailure), udp, upstreamEDE(a.Err))
+	return h.write(w, req, upstreamAnswer(req, nil, a.Err), udp, nil)
 }
 
 // answerANY returns the answer to an ANY query that is not blocked: RFC
@@ -220,9 +220,7 @@ func (h *Handler) answerANY(st *State, req *dns.Msg, name string) *dns.Msg {
 	switch {
 	case err != nil:
 		h.log.Debug("upstream failed", "name", name, "err", err)
-		resp = errorReply(req, dns.RcodeServerFailure)
-		resp.Extra = []dns.RR{edeOPT(upstreamEDE(err))}
-		return resp
+		return upstreamAnswer(req, nil, err)
 	case resp.Rcode == dns.RcodeServerFailure:
 		return resp
 	case resp.Rcode == dns.RcodeNameError && !owns(resp, req.Question[0].Name):
@@ -283,7 +281,11 @@ func (h *Handler) fetch(st *State, req *dns.Msg, name string) cache.Fetch {
 		defer h.upstreamPlaces.give()
 		ctx, cancel := context.WithTimeout(ctx, upstreamBudget)
 		defer cancel()
-		return st.Upstream.Exchange(ctx, q, name)
+		resp, err := st.Upstream.Exchange(ctx, q, name)
+		if err == nil {
+			resp = upstreamAnswer(q, resp, nil)
+		}
+		return resp, err
 	}
 }
 
@@ -293,45 +295,9 @@ func (h *Handler) forward(st *State, req *dns.Msg, name string) *dns.Msg {
 	resp, err := h.fetch(st, req, name)(context.Background())
 	if err != nil {
 		h.log.Debug("upstream failed", "name", name, "err", err)
-		resp = errorReply(req, dns.RcodeServerFailure)
-		resp.Extra = []dns.RR{edeOPT(upstreamEDE(err))} // for write
+		return upstreamAnswer(req, nil, err)
 	}
 	return resp
-}
-
-// upstreamEDE is the extended DNS error of the SERVFAIL sent when the
-// upstream query failed with err (RFC 8914): 22 "No Reachable Authority"
-// when no upstream answered in time, 23 "Network Error" when the exchange
-// failed, 0 "Other" when AppFence had no upstream place free.
-func upstreamEDE(err error) *dns.EDNS0_EDE {
-	switch kind := upstream.ErrorKind(err); {
-	case errors.Is(err, errUpstreamBusy):
-		return &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeOther, ExtraText: "upstream queries in flight at the limit"}
-	case kind == upstream.KindTimeout:
-		return &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeNoReachableAuthority, ExtraText: "upstream timeout"}
-	default:
-		return &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeNetworkError, ExtraText: "upstream " + kind + " error"}
-	}
-}
-
-// edeOPT returns an OPT record holding ede.
-func edeOPT(ede *dns.EDNS0_EDE) *dns.OPT {
-	return &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}, Option: []dns.EDNS0{ede}}
-}
-
-// servfailEDE returns the extended DNS error of a SERVFAIL reply that was
-// given none: the one in resp's own OPT record (the upstream's, or one
-// AppFence put there), or 0 "Other". Every SERVFAIL AppFence sends says
-// why (RFC 8914).
-func servfailEDE(resp *dns.Msg) *dns.EDNS0_EDE {
-	if opt := resp.IsEdns0(); opt != nil {
-		for _, o := range opt.Option {
-			if e, ok := o.(*dns.EDNS0_EDE); ok {
-				return e
-			}
-		}
-	}
-	return &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeOther, ExtraText: "upstream answered SERVFAIL"}
 }
 
 // upstreamBudget bounds the whole upstream resolution of one query; each
@@ -367,11 +333,8 @@ func (h *Handler) busyLog() {
 }
 
 // write finishes resp for the client, sends it and returns its rcode. A
-// SERVFAIL without ede gets one (servfailEDE).
+// SERVFAIL without ede gets one (finish).
 func (h *Handler) write(w dns.ResponseWriter, req, resp *dns.Msg, udp bool, ede *dns.EDNS0_EDE) int {
-	if ede == nil && resp.Rcode == dns.RcodeServerFailure {
-		ede = servfailEDE(resp)
-	}
 	finish(req, resp, udp, ede)
 	if err := w.WriteMsg(resp); err != nil {
 		h.log.Debug("write reply", "client", w.RemoteAddr().String(), "err", err)

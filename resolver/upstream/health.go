@@ -205,6 +205,10 @@ type endpointMetrics struct {
 	duration prometheus.Observer
 	errors   map[string]prometheus.Counter
 	rcodes   [dns.RcodeRefused + 1]prometheus.Counter // NOERROR .. REFUSED
+
+	// mismatched counts UDP datagrams that did not answer the query
+	// waiting for them (nil without metrics).
+	mismatched prometheus.Counter
 }
 
 // newEndpointMetrics resolves the collectors of server name and initializes
@@ -218,6 +222,7 @@ func newEndpointMetrics(m *metrics.Metrics, name string) endpointMetrics {
 	em.up = m.UpstreamUp.WithLabelValues(name)
 	em.up.Set(1)
 	em.duration = m.UpstreamDuration.WithLabelValues(name)
+	em.mismatched = m.UpstreamMismatched.WithLabelValues(name)
 	em.errors = make(map[string]prometheus.Counter, len(ErrorKinds))
 	for _, k := range ErrorKinds {
 		em.errors[k] = m.UpstreamErrors.WithLabelValues(name, k)

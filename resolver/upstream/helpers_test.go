@@ -213,24 +213,7 @@ func tcpPool(t testing.TB, addr string) *streamPool {
 // received on 127.0.0.1.
 func rawUDPServer(t testing.TB, reply func(query []byte) [][]byte) string {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			for _, out := range reply(buf[:n]) {
-				pc.WriteTo(out, from)
-			}
-		}
-	}()
-	return pc.LocalAddr().String()
+	return rawUDPServerFrom(t, func(query []byte, _ net.Addr) [][]byte { return reply(query) })
 }
 
 // udpServer answers each UDP query with the messages answer returns.

@@ -14,6 +14,9 @@ import (
 // pools (the default one and a forward zone) is one endpoint.
 type endpoint struct {
 	Server
+	// trustAD keeps the server's AD bit (upstream.trust_ad); it is cleared
+	// otherwise.
+	trustAD bool
 	health
 	latency latency
 	metrics endpointMetrics
@@ -67,9 +70,17 @@ func (p *Pool) Exchange(ctx context.Context, req *dns.Msg) (*dns.Msg, error) {
 }
 
 // good reports whether an attempt ends the query: an answer other than
-// SERVFAIL and REFUSED, which another server may do better on.
+// SERVFAIL, REFUSED, FORMERR and NOTIMP, which another server may do
+// better on.
 func good(resp *dns.Msg, err error) bool {
-	return err == nil && resp.Rcode != dns.RcodeServerFailure && resp.Rcode != dns.RcodeRefused
+	if err != nil {
+		return false
+	}
+	switch resp.Rcode {
+	case dns.RcodeServerFailure, dns.RcodeRefused, dns.RcodeFormatError, dns.RcodeNotImplemented:
+		return false
+	}
+	return true
 }
 
 // outcome keeps what the failed attempts of one query returned.
@@ -97,10 +108,13 @@ func (o *outcome) result() (*dns.Msg, error) {
 }
 
 // attempt asks one server, bounded by the pool's timeout, checks that the
-// answer belongs to the question, and records what it learnt: metrics,
-// health and latency. An attempt abandoned by its caller (ctx done: the
-// client's deadline, or the other server won a parallel race) records
-// nothing: it says nothing about the server.
+// answer belongs to the question, sanitizes it, and records what it
+// learnt: metrics, health and latency. A server that answers FORMERR
+// without an OPT record to a query with EDNS does not know EDNS: it is
+// asked once more without (RFC 6891 7), within the same timeout. An
+// attempt abandoned by its caller (ctx done: the client's deadline, or the
+// other server won a parallel race) records nothing: it says nothing about
+// the server.
 func (p *Pool) attempt(ctx context.Context, e *endpoint, req *dns.Msg) (*dns.Msg, error) {
 	actx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
@@ -108,6 +122,15 @@ func (p *Pool) attempt(ctx context.Context, e *endpoint, req *dns.Msg) (*dns.Msg
 	resp, err := e.Exchange(actx, req)
 	if err == nil {
 		err = checkResponse(req, resp)
+	}
+	if err == nil && resp.Rcode == dns.RcodeFormatError && resp.IsEdns0() == nil && req.IsEdns0() != nil {
+		plain := withoutEDNS(req)
+		if resp, err = e.Exchange(actx, plain); err == nil {
+			err = checkResponse(plain, resp)
+		}
+	}
+	if err == nil {
+		sanitize(req, resp, e.trustAD)
 	}
 	took := time.Since(start)
 	if err != nil && ctx.Err() != nil {
@@ -122,6 +145,13 @@ func (p *Pool) attempt(ctx context.Context, e *endpoint, req *dns.Msg) (*dns.Msg
 		return nil, fmt.Errorf("upstream %s: %w", e.Name(), err)
 	}
 	return resp, nil
+}
+
+// withoutEDNS returns a copy of req without its OPT record.
+func withoutEDNS(req *dns.Msg) *dns.Msg {
+	m := req.Copy()
+	m.Extra = scrub(m.Extra, func(rr dns.RR) bool { return rr.Header().Rrtype != dns.TypeOPT })
+	return m
 }
 
 // race asks a and b at once; the first good answer wins and the other

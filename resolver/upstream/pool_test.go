@@ -267,3 +267,26 @@ func index(s []*endpoint, e *endpoint) int {
 	}
 	return -1
 }
+
+// TestFailoverOnErrorRcodes: FORMERR, NOTIMP and REFUSED (with an OPT
+// record: the server knows EDNS) send the query to the next server, as
+// SERVFAIL does; they count as answers for health.
+func TestFailoverOnErrorRcodes(t *testing.T) {
+	for _, rcode := range []int{dns.RcodeFormatError, dns.RcodeNotImplemented, dns.RcodeRefused} {
+		t.Run(dns.RcodeToString[rcode], func(t *testing.T) {
+			broken, good := twoUpstreams(t)
+			broken.SetRcode(rcode)
+			m := metrics.New("test")
+			r := newRouter(t, m, "failover", []string{broken.Addr, good.Addr})
+			if ip := answerIP(mustExchange(t, r, "www.example.test.")); ip != "192.0.2.2" {
+				t.Errorf("answer %s, want the second upstream's", ip)
+			}
+			if n := broken.Total(); n != 1 {
+				t.Errorf("first upstream asked %d times, want once (no retry without EDNS: its answer had OPT)", n)
+			}
+			if v := metric(t, m, "appfence_upstream_up", "upstream", broken.Addr); v != 1 {
+				t.Errorf("appfence_upstream_up = %v: an answer is no failure", v)
+			}
+		})
+	}
+}

@@ -101,7 +101,7 @@ func NewRouter(cfg config.Upstream, m *metrics.Metrics, opts ...Option) (*Router
 				if err != nil {
 					return nil, err
 				}
-				e = &endpoint{Server: srv}
+				e = &endpoint{Server: srv, trustAD: s.TrustAD}
 				byName[s.Raw] = e
 				r.endpoints = append(r.endpoints, e)
 			}
@@ -132,6 +132,9 @@ func NewRouter(cfg config.Upstream, m *metrics.Metrics, opts ...Option) (*Router
 	}
 	for _, e := range r.endpoints {
 		e.metrics = newEndpointMetrics(m, e.Name())
+		if p, ok := e.Server.(*plain); ok {
+			p.mismatched = e.metrics.mismatched
+		}
 	}
 	return r, nil
 }

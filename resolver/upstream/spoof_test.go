@@ -1,0 +1,236 @@
+package upstream
+
+import (
+	"context"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/miekg/dns"
+
+	"github.com/appfence/appfence/metrics"
+)
+
+// TestSpoofedUDPAnswersIgnored (issue 17 item 5): before the real answer,
+// the server's address sends an answer with another ID, one with the right
+// ID for another question, one with the right ID and QR clear, and one
+// with the right ID that is not a DNS message; another address sends a
+// perfect forgery. None ends the wait: the query gets the real answer, and
+// the four that reached the socket are counted in
+// appfence_upstream_mismatched_responses_total (the kernel drops the one
+// from another address: the socket is connected).
+func TestSpoofedUDPAnswersIgnored(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	spoofer, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { spoofer.Close() })
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			q := new(dns.Msg)
+			if q.Unpack(buf[:n]) != nil {
+				continue
+			}
+			send := func(c net.PacketConn, m *dns.Msg) {
+				b, err := m.Pack()
+				if err == nil {
+					c.WriteTo(b, from)
+				}
+			}
+			forged := answerFor(q)
+			forged.Answer[0].(*dns.A).A = net.IPv4(203, 0, 113, 66)
+			send(spoofer, forged) // from another address
+			wrongID := answerFor(q)
+			wrongID.Id++
+			send(pc, wrongID)
+			otherQ := answerFor(q)
+			otherQ.Question[0].Name = "other.example.test."
+			send(pc, otherQ)
+			query := answerFor(q)
+			query.Response = false
+			send(pc, query)
+			garbage := append([]byte{buf[0], buf[1], 0x80, 0}, 0, 1, 0, 0, 0, 0, 0, 0, 0xff)
+			pc.WriteTo(garbage, from)
+			send(pc, answerFor(q))
+		}
+	}()
+	server := pc.LocalAddr().String()
+	m := metrics.New("test")
+	r := newRouter(t, m, "failover", []string{server})
+	resp := mustExchange(t, r, "www.example.test.")
+	if got := answerIP(resp); got != "192.0.2."+strconv.Itoa(len("www.example.test.")) {
+		t.Fatalf("answer %s: a spoofed answer was taken", got)
+	}
+	if v := metric(t, m, "appfence_upstream_mismatched_responses_total", "upstream", server); v != 4 {
+		t.Errorf("appfence_upstream_mismatched_responses_total = %v, want 4", v)
+	}
+	if v := metric(t, m, "appfence_upstream_errors_total", "upstream", server, "kind", KindOther); v != 0 {
+		t.Errorf("%v errors counted: a mismatched answer is no failure of the server", v)
+	}
+}
+
+// TestUDPSourcePortsRandom (issue 17 item 5): each UDP query comes from a
+// fresh port drawn from 1024-65535, not from the kernel's narrower
+// ephemeral range.
+func TestUDPSourcePortsRandom(t *testing.T) {
+	ports := make(chan int, 64)
+	server := rawUDPServerFrom(t, func(q []byte, from net.Addr) [][]byte {
+		ports <- from.(*net.UDPAddr).Port
+		m := new(dns.Msg)
+		if m.Unpack(q) != nil {
+			return nil
+		}
+		b, _ := answerFor(m).Pack()
+		return [][]byte{b}
+	})
+	r := newRouter(t, nil, "failover", []string{server})
+	const n = 32
+	for i := range n {
+		mustExchange(t, r, "p"+strconv.Itoa(i)+".example.test.")
+	}
+	lo, hi := ephemeralRange(t)
+	seen := map[int]bool{}
+	outside := 0
+	for range n {
+		p := <-ports
+		if p < minPort {
+			t.Errorf("source port %d is privileged", p)
+		}
+		if p < lo || p > hi {
+			outside++
+		}
+		seen[p] = true
+	}
+	if len(seen) < n-1 {
+		t.Errorf("%d distinct source ports in %d queries", len(seen), n)
+	}
+	// With ports drawn from 1024-65535 and the kernel's 32768-60999, the
+	// chance that none of 32 falls outside is below 1e-10.
+	if outside == 0 {
+		t.Errorf("every source port is in the kernel's ephemeral range %d-%d", lo, hi)
+	}
+}
+
+// ephemeralRange returns the kernel's ephemeral port range (Linux's
+// default when it cannot be read).
+func ephemeralRange(t *testing.T) (lo, hi int) {
+	lo, hi = 32768, 60999
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return lo, hi
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 2 {
+		l, err1 := strconv.Atoi(f[0])
+		h, err2 := strconv.Atoi(f[1])
+		if err1 == nil && err2 == nil {
+			return l, h
+		}
+	}
+	return lo, hi
+}
+
+// rawUDPServerFrom is rawUDPServer with the sender's address.
+func rawUDPServerFrom(t testing.TB, reply func(query []byte, from net.Addr) [][]byte) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			for _, out := range reply(buf[:n], from) {
+				pc.WriteTo(out, from)
+			}
+		}
+	}()
+	return pc.LocalAddr().String()
+}
+
+// TestOversizeUDPAnswerGoesTCP (issue 13 item 2): a UDP answer larger than
+// the payload size the query advertised (it would have come as IP
+// fragments) is not used; the query is asked again over TCP.
+func TestOversizeUDPAnswerGoesTCP(t *testing.T) {
+	for i := 0; ; i++ {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := net.Listen("tcp", pc.LocalAddr().String())
+		if err != nil {
+			pc.Close()
+			if i > 10 {
+				t.Fatal(err)
+			}
+			continue
+		}
+		t.Cleanup(func() { pc.Close(); l.Close() })
+		go func() {
+			buf := make([]byte, 4096)
+			for {
+				n, from, err := pc.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				q := new(dns.Msg)
+				if q.Unpack(buf[:n]) != nil {
+					continue
+				}
+				resp := answerFor(q)
+				resp.Answer[0].(*dns.A).A = net.IPv4(203, 0, 113, 66)
+				for range 100 { // 1.6 KB: more than the 1232 advertised
+					resp.Answer = append(resp.Answer, dns.Copy(resp.Answer[0]))
+				}
+				b, _ := resp.Pack()
+				pc.WriteTo(b, from)
+			}
+		}()
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer c.Close()
+					for {
+						q, err := readFramed(c)
+						if err != nil {
+							return
+						}
+						writeFramed(c, answerFor(q))
+					}
+				}()
+			}
+		}()
+		r := newRouter(t, nil, "failover", []string{pc.LocalAddr().String()})
+		q := query("www.example.test.")
+		q.IsEdns0().SetUDPSize(1232)
+		resp, err := r.Exchange(context.Background(), q, "www.example.test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.Answer) != 1 || answerIP(resp) == "203.0.113.66" {
+			t.Fatalf("answer of %d records from %s: the oversize UDP answer was used", len(resp.Answer), answerIP(resp))
+		}
+		return
+	}
+}
