@@ -41,6 +41,9 @@ type Metrics struct {
 	LastReloadTime   prometheus.Gauge
 	BuildInfo        *prometheus.GaugeVec // version, goversion
 	QueryLogDropped  prometheus.Counter
+	// UpstreamShed counts the queries refused an upstream query because
+	// their client or zone had its share in flight (upstream.max_in_flight_per_*).
+	UpstreamShed *prometheus.CounterVec // reason = client / zone
 }
 
 // New creates the collectors on a new registry, with the Go and process
@@ -84,6 +87,12 @@ func New(version string) *Metrics {
 		BuildInfo: f.gaugeVec("build_info", "Build information; the value is always 1.", "version", "goversion"),
 		QueryLogDropped: f.counter("querylog_dropped_total",
 			"Query log lines dropped because the log writer could not keep up or could not write them.").WithLabelValues(),
+	}
+	m.UpstreamShed = f.counter("upstream_shed_total",
+		"Queries answered SERVFAIL without an upstream query because their client or their zone had its share of upstream queries in flight, by reason (client, zone).",
+		"reason")
+	for _, r := range []string{"client", "zone"} {
+		m.UpstreamShed.WithLabelValues(r)
 	}
 	m.BuildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 	for _, r := range []string{"success", "failure"} {

@@ -48,7 +48,11 @@ type Handler struct {
 	buffers sync.Pool
 	// upstreamPlaces bounds the upstream queries in flight.
 	upstreamPlaces places
-	busyLogged     atomic.Int64 // UnixNano of the last busyLog
+	// shares bound the upstream places one client, and one zone, may take
+	// (upstream.max_in_flight_per_client and _per_zone; share.go).
+	shares     upstream.Shares
+	busyLogged atomic.Int64 // UnixNano of the last busyLog
+	shedLogged atomic.Int64 // UnixNano of the last shedLog
 }
 
 // NewHandler returns a handler serving st. The cache c outlives states: a
@@ -94,7 +98,7 @@ func (h *Handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	resp, name, d := h.answer(st, req, client, id)
 	var rcode int
 	if resp == nil {
-		rcode = h.resolve(st, w, req, name, udp, &d)
+		rcode = h.resolve(st, w, req, name, client, udp, &d)
 	} else {
 		rcode = h.write(w, req, resp, udp, blockEDE(st.Policy, &d))
 	}
@@ -155,10 +159,13 @@ func (h *Handler) answer(st *State, req *dns.Msg, client netip.Addr, id *policy.
 // inspected first (inspect.go): when it points at an app blocked for the
 // client's group, d becomes that block and the client gets the block
 // answer; the cache keeps the upstream's answer.
-func (h *Handler) resolve(st *State, w dns.ResponseWriter, req *dns.Msg, name string, udp bool, d *policy.Decision) int {
+func (h *Handler) resolve(st *State, w dns.ResponseWriter, req *dns.Msg, name string, client netip.Addr, udp bool, d *policy.Decision) int {
 	c := h.cache
 	if !c.Enabled() {
-		resp := h.forward(st, req, name)
+		resp, ede := h.forward(st, req, name, client)
+		if ede != nil {
+			return h.write(w, req, resp, udp, ede)
+		}
 		if inspectMsg(st, resp, d) {
 			return h.writeBlock(st, w, req, name, udp, d)
 		}
@@ -169,7 +176,7 @@ func (h *Handler) resolve(st *State, w dns.ResponseWriter, req *dns.Msg, name st
 	e, fresh := c.Lookup(key, now)
 	if fresh {
 		if c.Hit(e, now) {
-			c.Refresh(key, h.fetch(st, req, name))
+			c.Refresh(key, h.fetch(st, req, name, client))
 		}
 		if inspectEntry(st, e, nil, now, d) {
 			return h.writeBlock(st, w, req, name, udp, d)
@@ -178,7 +185,7 @@ func (h *Handler) resolve(st *State, w dns.ResponseWriter, req *dns.Msg, name st
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), upstreamBudget)
 	defer cancel()
-	a := c.Resolve(ctx, key, e, h.fetch(st, req, name))
+	a := c.Resolve(ctx, key, e, h.fetch(st, req, name, client))
 	now = c.Now()
 	switch {
 	case a.Stale:
@@ -201,16 +208,24 @@ func (h *Handler) resolve(st *State, w dns.ResponseWriter, req *dns.Msg, name st
 		return h.write(w, req, a.Msg.Copy(), udp, nil)
 	}
 	h.log.Debug("upstream failed", "name", name, "err", a.Err)
-	return h.write(w, req, errorReply(req, dns.RcodeServerFailure), udp, nil)
+	return h.write(w, req, errorReply(req, dns.RcodeServerFailure), udp, shedEDE(a.Err))
 }
 
-// fetch returns how the cache asks the upstream for req. It holds one of
-// the handler's upstream places while it does: without a free one it fails
-// at once (SERVFAIL, or a stale answer), so that queries do not pile up
-// behind a slow upstream.
-func (h *Handler) fetch(st *State, req *dns.Msg, name string) cache.Fetch {
+// fetch returns how the cache asks the upstream for req, a query of
+// client. It holds one of the handler's upstream places while it does, and
+// one of the client's and of the name's zone's shares of them: without a
+// free one it fails at once (SERVFAIL, or a stale answer), so that queries
+// do not pile up behind a slow upstream, and a flood costs its sender and
+// its zone, not everyone.
+func (h *Handler) fetch(st *State, req *dns.Msg, name string, client netip.Addr) cache.Fetch {
 	q := upstreamQuery(req, name)
 	return func(ctx context.Context) (*dns.Msg, error) {
+		key, zone := clientKey(client), upstream.Zone(name)
+		if err := h.shares.Take(key, zone, shareLimits(st)); err != nil {
+			h.shed(err)
+			return nil, err
+		}
+		defer h.shares.Give(key, zone)
 		if !h.upstreamPlaces.take() {
 			h.busyLog()
 			return nil, errUpstreamBusy
@@ -223,14 +238,14 @@ func (h *Handler) fetch(st *State, req *dns.Msg, name string) cache.Fetch {
 }
 
 // forward resolves the query upstream without the cache; SERVFAIL when no
-// upstream answers.
-func (h *Handler) forward(st *State, req *dns.Msg, name string) *dns.Msg {
-	resp, err := h.fetch(st, req, name)(context.Background())
+// upstream answers, with the EDE of a query shed (else nil).
+func (h *Handler) forward(st *State, req *dns.Msg, name string, client netip.Addr) (*dns.Msg, *dns.EDNS0_EDE) {
+	resp, err := h.fetch(st, req, name, client)(context.Background())
 	if err != nil {
 		h.log.Debug("upstream failed", "name", name, "err", err)
-		return errorReply(req, dns.RcodeServerFailure)
+		return errorReply(req, dns.RcodeServerFailure), shedEDE(err)
 	}
-	return resp
+	return resp, nil
 }
 
 // upstreamBudget bounds the whole upstream resolution of one query; each
