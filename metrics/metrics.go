@@ -44,6 +44,9 @@ type Metrics struct {
 	// UpstreamShed counts the queries refused an upstream query because
 	// their client or zone had its share in flight (upstream.max_in_flight_per_*).
 	UpstreamShed *prometheus.CounterVec // reason = client / zone
+	// ReloadRuleLoss counts the reloads refused because a blocking app
+	// would have lost more than blocking.max_rule_loss of its rules.
+	ReloadRuleLoss *prometheus.CounterVec // app
 }
 
 // New creates the collectors on a new registry, with the Go and process
@@ -94,6 +97,9 @@ func New(version string) *Metrics {
 	for _, r := range []string{"client", "zone"} {
 		m.UpstreamShed.WithLabelValues(r)
 	}
+	m.ReloadRuleLoss = f.counter("config_reload_rule_loss_total",
+		"Reloads refused because a blocked app would have lost more than blocking.max_rule_loss of its rules, by app.",
+		"app")
 	m.BuildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 	for _, r := range []string{"success", "failure"} {
 		m.Reloads.WithLabelValues(r)
