@@ -86,6 +86,11 @@ type Upstream struct {
 	Timeout  time.Duration
 	CAFile   string
 	Forward  []Forward
+	// MaxInFlightPerClient and MaxInFlightPerZone are the shares of the
+	// upstream queries in flight that one client (IPv6: one /64) and one
+	// zone (a name's registered domain) may take; 0 is no bound.
+	MaxInFlightPerClient int
+	MaxInFlightPerZone   int
 }
 
 // Strategies are the valid values of upstream.strategy.
@@ -163,6 +168,14 @@ type Blocking struct {
 	CacheDir string
 	Block    []AppRef
 	Monitor  []AppRef
+	// MaxRuleLoss is the fraction (0..1) of its rules a blocking app may
+	// lose in a reload: a reload past it keeps the running policy. 1 turns
+	// the guard off.
+	MaxRuleLoss float64
+	// NAT64Prefixes are the NAT64 prefixes (RFC 6052 lengths 32, 40, 48,
+	// 56, 64 or 96) whose IPv6 answers embed an IPv4 address that is
+	// matched against the apps' ip_ranges; 6to4 (2002::/16) always is.
+	NAT64Prefixes []netip.Prefix
 }
 
 // DefaultCacheDir is the folder, beside the config file, that keeps

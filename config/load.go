@@ -126,6 +126,8 @@ type rawConfig struct {
 			Zones   []string `toml:"zones"`
 			Servers []string `toml:"servers"`
 		} `toml:"forward"`
+		MaxInFlightPerClient int `toml:"max_in_flight_per_client"`
+		MaxInFlightPerZone   int `toml:"max_in_flight_per_zone"`
 	} `toml:"upstream"`
 	Cache struct {
 		Size           int    `toml:"size"`
@@ -147,6 +149,8 @@ type rawConfig struct {
 		CacheDir       string   `toml:"cache_dir"`
 		Block          []string `toml:"block"`
 		Monitor        []string `toml:"monitor"`
+		MaxRuleLoss    float64  `toml:"max_rule_loss"`
+		NAT64Prefixes  []string `toml:"nat64_prefixes"`
 	} `toml:"blocking"`
 	Groups []struct {
 		Name        string   `toml:"name"`

@@ -232,6 +232,14 @@ func (v *validator) upstream(raw *rawConfig, u *Upstream) {
 		fw.Servers = v.upstreamServers(path+".servers", f.Servers)
 		u.Forward = append(u.Forward, fw)
 	}
+	if r.MaxInFlightPerClient < 0 {
+		v.errorf("upstream.max_in_flight_per_client", "%d: must be 0 (no bound) or more", r.MaxInFlightPerClient)
+	}
+	u.MaxInFlightPerClient = r.MaxInFlightPerClient
+	if r.MaxInFlightPerZone < 0 {
+		v.errorf("upstream.max_in_flight_per_zone", "%d: must be 0 (no bound) or more", r.MaxInFlightPerZone)
+	}
+	u.MaxInFlightPerZone = r.MaxInFlightPerZone
 	v.trustAD(r.TrustAD, u)
 }
 
@@ -411,6 +419,21 @@ func (v *validator) blocking(raw *rawConfig, b *Blocking) {
 	}
 	b.Block = v.appRefs("blocking.block", r.Block)
 	b.Monitor = v.appRefs("blocking.monitor", r.Monitor)
+	if r.MaxRuleLoss < 0 || r.MaxRuleLoss > 1 {
+		v.errorf("blocking.max_rule_loss", "%v: must be a fraction from 0 to 1", r.MaxRuleLoss)
+	}
+	b.MaxRuleLoss = r.MaxRuleLoss
+	for i, s := range r.NAT64Prefixes {
+		p, err := iptable.ParsePrefix(s)
+		if err == nil && !iptable.NAT64Length(p) {
+			err = fmt.Errorf("%q: a NAT64 prefix is an IPv6 /32, /40, /48, /56, /64 or /96 (RFC 6052)", s)
+		}
+		if err != nil {
+			v.errorf(elem("blocking.nat64_prefixes", i), "%v", err)
+			continue
+		}
+		b.NAT64Prefixes = append(b.NAT64Prefixes, p)
+	}
 	for _, m := range b.Monitor {
 		if slices.ContainsFunc(b.Block, func(a AppRef) bool { return a.Name == m.Name }) {
 			v.errs = append(v.errs, &tomlpos.Error{File: v.file, Line: m.Line, Key: m.Key,

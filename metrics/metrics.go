@@ -46,6 +46,12 @@ type Metrics struct {
 	// answer the query waiting for them (wrong ID or question: spoofed or
 	// stray), by upstream.
 	UpstreamMismatched *prometheus.CounterVec // upstream
+	// UpstreamShed counts the queries refused an upstream query because
+	// their client or zone had its share in flight (upstream.max_in_flight_per_*).
+	UpstreamShed *prometheus.CounterVec // reason = client / zone
+	// ReloadRuleLoss counts the reloads refused because a blocking app
+	// would have lost more than blocking.max_rule_loss of its rules.
+	ReloadRuleLoss *prometheus.CounterVec // app
 }
 
 // New creates the collectors on a new registry, with the Go and process
@@ -92,6 +98,15 @@ func New(version string) *Metrics {
 		QueryLogDropped: f.counter("querylog_dropped_total",
 			"Query log lines dropped because the log writer could not keep up or could not write them.").WithLabelValues(),
 	}
+	m.UpstreamShed = f.counter("upstream_shed_total",
+		"Queries answered SERVFAIL without an upstream query because their client or their zone had its share of upstream queries in flight, by reason (client, zone).",
+		"reason")
+	for _, r := range []string{"client", "zone"} {
+		m.UpstreamShed.WithLabelValues(r)
+	}
+	m.ReloadRuleLoss = f.counter("config_reload_rule_loss_total",
+		"Reloads refused because a blocked app would have lost more than blocking.max_rule_loss of its rules, by app.",
+		"app")
 	m.BuildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 	for _, r := range []string{"success", "failure"} {
 		m.Reloads.WithLabelValues(r)

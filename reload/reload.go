@@ -102,6 +102,9 @@ func (r *Reloader) Load() (*policy.Policy, error) {
 	for _, w := range p.Warnings {
 		r.log.Warn(w)
 	}
+	for _, e := range SourceProblems(p) {
+		r.log.Error("list may have lost its rules", "err", e)
+	}
 	r.installed(p, newDigest(p.Set, r.seed))
 	return p, nil
 }
@@ -114,6 +117,9 @@ func (r *Reloader) Reload(reason string) error {
 	defer r.mu.Unlock()
 	start := time.Now()
 	p, err := build(r.opts.Path)
+	if err == nil {
+		err = r.guard(p)
+	}
 	if err == nil {
 		err = r.opts.Install(p)
 	}
@@ -148,6 +154,21 @@ func (r *Reloader) Reload(reason string) error {
 	r.log.Info("reloaded", "reason", reason, "took", time.Since(start).Round(time.Millisecond),
 		"apps", len(p.Set.Apps), "groups", len(p.Groups), "changed", !changes.Empty())
 	return nil
+}
+
+// guard refuses p when a blocking app would lose more of its rules than
+// blocking.max_rule_loss allows (guard.go), counting it per app. r.mu is
+// held.
+func (r *Reloader) guard(p *policy.Policy) error {
+	losses := ruleLoss(r.current, p)
+	errs := make([]error, len(losses))
+	for i, l := range losses {
+		errs[i] = l
+		if m := r.opts.Metrics; m != nil {
+			m.ReloadRuleLoss.WithLabelValues(l.App).Inc()
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // installed records p as the serving policy: metrics, the files to watch

@@ -237,8 +237,12 @@ func upstreamAnswer(req *dns.Msg, resp *dns.Msg, err error) *dns.Msg {
 // "Network Error" when the servers could not be reached (refused, reset,
 // TLS or HTTP failures), 22 "No Reachable Authority" when they did not
 // answer in time or answered nonsense, 0 "Other" when AppFence did not ask
-// (too many upstream queries in flight).
+// (too many upstream queries in flight, or the client's or zone's share
+// of them taken: shedEDE).
 func upstreamEDE(err error) *dns.EDNS0_EDE {
+	if ede := shedEDE(err); ede != nil {
+		return ede
+	}
 	if errors.Is(err, errUpstreamBusy) {
 		return &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeOther, ExtraText: errUpstreamBusy.Error()}
 	}

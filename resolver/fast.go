@@ -63,7 +63,7 @@ func (h *Handler) serveWire(raw []byte, client netip.Addr, udp bool, out []byte,
 	if d.Action == policy.ActionBlock {
 		reply, ok = appendBlock(out, st.Policy, &q, name, &d, limit, s)
 	} else {
-		reply, ok = h.appendHit(out, st, raw, &q, name, &d, limit, s)
+		reply, ok = h.appendHit(out, st, raw, &q, name, client, &d, limit, s)
 	}
 	if !ok {
 		return out, false
@@ -76,7 +76,7 @@ func (h *Handler) serveWire(raw []byte, client netip.Addr, udp bool, out []byte,
 // answer when the entry's findings block it for d's group, and counts the
 // hit. It returns false, having counted nothing, without a fresh entry or
 // when the reply would be larger than limit.
-func (h *Handler) appendHit(dst []byte, st *State, raw []byte, q *wireQuery, name string, d *policy.Decision, limit int, s *fastScratch) ([]byte, bool) {
+func (h *Handler) appendHit(dst []byte, st *State, raw []byte, q *wireQuery, name string, client netip.Addr, d *policy.Decision, limit int, s *fastScratch) ([]byte, bool) {
 	c := h.cache
 	if !c.Enabled() {
 		return dst, false
@@ -105,7 +105,7 @@ func (h *Handler) appendHit(dst []byte, st *State, raw []byte, q *wireQuery, nam
 		// The upstream query is made from a dns.Msg, as for a miss.
 		req := new(dns.Msg)
 		if req.Unpack(raw) == nil {
-			c.Refresh(key, h.fetch(st, req, name))
+			c.Refresh(key, h.fetch(st, req, name, client))
 		}
 	}
 	return reply, true

@@ -48,7 +48,11 @@ type Handler struct {
 	buffers sync.Pool
 	// upstreamPlaces bounds the upstream queries in flight.
 	upstreamPlaces places
-	busyLogged     atomic.Int64 // UnixNano of the last busyLog
+	// shares bound the upstream places one client, and one zone, may take
+	// (upstream.max_in_flight_per_client and _per_zone; share.go).
+	shares     upstream.Shares
+	busyLogged atomic.Int64 // UnixNano of the last busyLog
+	shedLogged atomic.Int64 // UnixNano of the last shedLog
 }
 
 // NewHandler returns a handler serving st. The cache c outlives states: a
@@ -95,9 +99,9 @@ func (h *Handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	var rcode int
 	switch {
 	case resp == nil && req.Question[0].Qtype == dns.TypeANY:
-		rcode = h.write(w, req, h.answerANY(st, req, name), udp, nil)
+		rcode = h.write(w, req, h.answerANY(st, req, name, client), udp, nil)
 	case resp == nil:
-		rcode = h.resolve(st, w, req, name, udp, &d)
+		rcode = h.resolve(st, w, req, name, client, udp, &d)
 	default:
 		rcode = h.write(w, req, resp, udp, blockEDE(st.Policy, &d))
 	}
@@ -159,10 +163,10 @@ func (h *Handler) answer(st *State, req *dns.Msg, client netip.Addr, id *policy.
 // inspected first (inspect.go): when it points at an app blocked for the
 // client's group, d becomes that block and the client gets the block
 // answer; the cache keeps the upstream's answer.
-func (h *Handler) resolve(st *State, w dns.ResponseWriter, req *dns.Msg, name string, udp bool, d *policy.Decision) int {
+func (h *Handler) resolve(st *State, w dns.ResponseWriter, req *dns.Msg, name string, client netip.Addr, udp bool, d *policy.Decision) int {
 	c := h.cache
 	if !c.Enabled() {
-		resp := h.forward(st, req, name)
+		resp := h.forward(st, req, name, client)
 		if inspectMsg(st, resp, d) {
 			return h.writeBlock(st, w, req, name, udp, d)
 		}
@@ -173,7 +177,7 @@ func (h *Handler) resolve(st *State, w dns.ResponseWriter, req *dns.Msg, name st
 	e, fresh := c.Lookup(key, now)
 	if fresh {
 		if c.Hit(e, now) {
-			c.Refresh(key, h.fetch(st, req, name))
+			c.Refresh(key, h.fetch(st, req, name, client))
 		}
 		if inspectEntry(st, e, nil, now, d) {
 			return h.writeBlock(st, w, req, name, udp, d)
@@ -182,7 +186,7 @@ func (h *Handler) resolve(st *State, w dns.ResponseWriter, req *dns.Msg, name st
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), upstreamBudget)
 	defer cancel()
-	a := c.Resolve(ctx, key, e, h.fetch(st, req, name))
+	a := c.Resolve(ctx, key, e, h.fetch(st, req, name, client))
 	now = c.Now()
 	switch {
 	case a.Stale:
@@ -213,10 +217,10 @@ func (h *Handler) resolve(st *State, w dns.ResponseWriter, req *dns.Msg, name st
 // with its SOA when it does not, and SERVFAIL when the upstream does not
 // say. Whether the name exists is asked as an A query, through the cache:
 // the upstream is never asked for ANY, whose answer is the largest.
-func (h *Handler) answerANY(st *State, req *dns.Msg, name string) *dns.Msg {
+func (h *Handler) answerANY(st *State, req *dns.Msg, name string, client netip.Addr) *dns.Msg {
 	a := req.Copy()
 	a.Question[0].Qtype = dns.TypeA
-	resp, err := h.lookup(st, a, name)
+	resp, err := h.lookup(st, a, name, client)
 	switch {
 	case err != nil:
 		h.log.Debug("upstream failed", "name", name, "err", err)
@@ -245,10 +249,10 @@ func owns(resp *dns.Msg, name string) bool {
 // lookup returns the answer to req, a query the policy lets through, from
 // the cache or the upstream, without sending it: the same entries and the
 // same upstream queries as resolve.
-func (h *Handler) lookup(st *State, req *dns.Msg, name string) (*dns.Msg, error) {
+func (h *Handler) lookup(st *State, req *dns.Msg, name string, client netip.Addr) (*dns.Msg, error) {
 	c := h.cache
 	if !c.Enabled() {
-		return h.fetch(st, req, name)(context.Background())
+		return h.fetch(st, req, name, client)(context.Background())
 	}
 	key := cache.KeyOf(req, name)
 	e, fresh := c.Lookup(key, c.Now())
@@ -257,7 +261,7 @@ func (h *Handler) lookup(st *State, req *dns.Msg, name string) (*dns.Msg, error)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), upstreamBudget)
 	defer cancel()
-	a := c.Resolve(ctx, key, e, h.fetch(st, req, name))
+	a := c.Resolve(ctx, key, e, h.fetch(st, req, name, client))
 	switch {
 	case a.Entry != nil:
 		return a.Entry.Msg(c.Now())
@@ -267,13 +271,21 @@ func (h *Handler) lookup(st *State, req *dns.Msg, name string) (*dns.Msg, error)
 	return nil, a.Err
 }
 
-// fetch returns how the cache asks the upstream for req. It holds one of
-// the handler's upstream places while it does: without a free one it fails
-// at once (SERVFAIL, or a stale answer), so that queries do not pile up
-// behind a slow upstream.
-func (h *Handler) fetch(st *State, req *dns.Msg, name string) cache.Fetch {
+// fetch returns how the cache asks the upstream for req, a query of
+// client. It holds one of the handler's upstream places while it does, and
+// one of the client's and of the name's zone's shares of them: without a
+// free one it fails at once (SERVFAIL, or a stale answer), so that queries
+// do not pile up behind a slow upstream, and a flood costs its sender and
+// its zone, not everyone.
+func (h *Handler) fetch(st *State, req *dns.Msg, name string, client netip.Addr) cache.Fetch {
 	q := upstreamQuery(req, name)
 	return func(ctx context.Context) (*dns.Msg, error) {
+		key, zone := clientKey(client), upstream.Zone(name)
+		if err := h.shares.Take(key, zone, shareLimits(st)); err != nil {
+			h.shed(err)
+			return nil, err
+		}
+		defer h.shares.Give(key, zone)
 		if !h.upstreamPlaces.take() {
 			h.busyLog()
 			return nil, errUpstreamBusy
@@ -291,8 +303,8 @@ func (h *Handler) fetch(st *State, req *dns.Msg, name string) cache.Fetch {
 
 // forward resolves the query upstream without the cache; SERVFAIL when no
 // upstream answers.
-func (h *Handler) forward(st *State, req *dns.Msg, name string) *dns.Msg {
-	resp, err := h.fetch(st, req, name)(context.Background())
+func (h *Handler) forward(st *State, req *dns.Msg, name string, client netip.Addr) *dns.Msg {
+	resp, err := h.fetch(st, req, name, client)(context.Background())
 	if err != nil {
 		h.log.Debug("upstream failed", "name", name, "err", err)
 		return upstreamAnswer(req, nil, err)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -83,6 +84,10 @@ func check(args []string, stdout, stderr io.Writer) int {
 	p, err := loadPolicy(*cfgPath)
 	if err == nil && *fetch {
 		p, err = fetchSources(p, *cfgPath, stderr)
+	}
+	if err == nil {
+		// A blocked app's list that is empty or mostly invalid (issue 17).
+		err = errors.Join(reload.SourceProblems(p)...)
 	}
 	if err != nil {
 		rep.Errors = strings.Split(err.Error(), "\n")

@@ -57,7 +57,8 @@ type Finding struct {
 	Via Via
 	// Found is the canonical name, or the address as text.
 	Found string
-	// Addr is the address, for ViaIP.
+	// Addr is the address looked up in ip_ranges, for ViaIP: Found, or the
+	// IPv4 address embedded in Found, a NAT64 or 6to4 address.
 	Addr netip.Addr
 }
 
@@ -127,8 +128,8 @@ func (p *Policy) Findings(m *dns.Msg) []Finding {
 			return
 		}
 		a = a.Unmap()
-		if r, _, ok := p.ipRanges.Lookup(a); ok {
-			add(r.app, ViaIP, a.String(), a)
+		if r, at, ok := p.lookupAddr(a); ok {
+			add(r.app, ViaIP, a.String(), at)
 		}
 	}
 	svcb := func(s *dns.SVCB) {
@@ -163,6 +164,22 @@ func (p *Policy) Findings(m *dns.Msg) []Finding {
 		}
 	}
 	return out
+}
+
+// lookupAddr looks an answer address up in the apps' ip_ranges, and an
+// IPv6 address that embeds an IPv4 address (NAT64 under
+// blocking.nat64_prefixes, 6to4) also as that IPv4 address: reaching it
+// reaches the IPv4 host. at is the address whose range matched.
+func (p *Policy) lookupAddr(a netip.Addr) (r ipRule, at netip.Addr, ok bool) {
+	if r, _, ok := p.ipRanges.Lookup(a); ok {
+		return r, a, true
+	}
+	if v4, emb := iptable.Embedded(a, p.Config.Blocking.NAT64Prefixes); emb {
+		if r, _, ok := p.ipRanges.Lookup(v4); ok {
+			return r, v4, true
+		}
+	}
+	return ipRule{}, netip.Addr{}, false
 }
 
 // rank orders actions for Inspect: an app found in the answer replaces the
@@ -229,10 +246,11 @@ func (p *Policy) findingMatch(f *Finding) blocklists.Match {
 	return blocklists.Match{App: app, Rule: f.Found, Origin: app.Origin}
 }
 
-// MatchAddr returns the ip_ranges rule that an answer address falls in,
-// and false when no app lists it.
+// MatchAddr returns the ip_ranges rule that an answer address falls in
+// (itself, or the IPv4 address a NAT64 or 6to4 address embeds), and false
+// when no app lists it.
 func (p *Policy) MatchAddr(a netip.Addr) (blocklists.Match, bool) {
-	r, _, ok := p.ipRanges.Lookup(a.Unmap())
+	r, _, ok := p.lookupAddr(a.Unmap())
 	if !ok {
 		return blocklists.Match{}, false
 	}
