@@ -60,7 +60,7 @@ type TLS struct {
 	// and DNS over HTTPS (RFC 8484).
 	DoTListen []string
 	DoHListen []string
-	// DoQListen is validated but not yet served (DNS over QUIC).
+	// DoQListen are the UDP addresses of DNS over QUIC (RFC 9250).
 	DoQListen []string
 	// ClientCAFile is the CA bundle client certificates are verified
 	// against; empty: clients are not asked for a certificate.

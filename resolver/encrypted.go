@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/quic-go/quic-go"
 
 	"github.com/appfence/appfence/config"
 	"github.com/appfence/appfence/metrics"
@@ -41,7 +42,7 @@ const (
 )
 
 // TLSServer serves the encrypted transports of [server.tls]: DNS over TLS
-// (dot.go) and DNS over HTTPS (doh.go). Every query goes through the same
+// (dot.go), DNS over HTTPS (doh.go) and DNS over QUIC (doq.go). Every query goes through the same
 // packet check, rate limit and Handler as the UDP and TCP ones of Server,
 // with the client's identity (verified certificate, ClientID) beside its
 // address.
@@ -53,6 +54,7 @@ type TLSServer struct {
 	certs   *certReloader
 	dotConf *tls.Config
 	dohConf *tls.Config
+	doqConf *tls.Config
 
 	// Limits, the constants above; tests lower them.
 	handshakeTimeout time.Duration
@@ -62,8 +64,11 @@ type TLSServer struct {
 	dot       []net.Listener
 	doh       []*http.Server
 	dohAddrs  []net.Addr
+	doq       []*quic.Listener
+	doqStop   context.CancelFunc // ends the DoQ connections
 	dotActive atomic.Int64
 	dohActive atomic.Int64
+	doqActive atomic.Int64
 
 	mu      sync.Mutex
 	closing bool
@@ -84,8 +89,8 @@ func NewTLSServer(s *Server, m *metrics.Transport, log *slog.Logger) *TLSServer 
 }
 
 // Start loads the certificate and binds the listeners of cfg. Nothing is
-// served when cfg is not enabled. doq_listen and proxy_protocol are not
-// served yet: they are logged as such.
+// served when cfg is not enabled. proxy_protocol is not read yet: it is
+// logged as such.
 func (t *TLSServer) Start(cfg config.TLS) error {
 	if !cfg.Enabled() {
 		return nil
@@ -124,9 +129,9 @@ func (t *TLSServer) Start(cfg config.TLS) error {
 	t.dotConf.NextProtos = []string{"dot"}
 	t.dohConf = base.Clone()
 	t.dohConf.NextProtos = []string{"h2", "http/1.1"}
-	if len(cfg.DoQListen) > 0 {
-		t.log.Warn("server.tls.doq_listen is not served yet (DNS over QUIC)", "addrs", cfg.DoQListen)
-	}
+	t.doqConf = base.Clone()
+	t.doqConf.NextProtos = []string{"doq"}
+	t.doqConf.MinVersion = tls.VersionTLS13 // QUIC is TLS 1.3 only
 	if len(cfg.ProxyProtocol) > 0 {
 		t.log.Warn("server.tls.proxy_protocol is not supported yet: PROXY headers are not read")
 	}
@@ -149,6 +154,24 @@ func (t *TLSServer) Start(cfg config.TLS) error {
 			return fmt.Errorf("doh listen %s: %w", a, err)
 		}
 		dohListeners = append(dohListeners, l)
+	}
+	for _, a := range cfg.DoQListen {
+		l, err := t.listenDoQ(a)
+		if err != nil {
+			t.closeListeners()
+			for _, l := range dohListeners {
+				l.Close()
+			}
+			return err
+		}
+		t.doq = append(t.doq, l)
+	}
+	doqCtx, stop := context.WithCancel(context.Background())
+	t.doqStop = stop
+	for _, l := range t.doq {
+		t.loops.Add(1)
+		go t.acceptDoQ(doqCtx, l)
+		t.log.Info("listening", "doq", l.Addr().String())
 	}
 	for _, l := range t.dot {
 		t.loops.Add(1)
@@ -174,6 +197,15 @@ func (t *TLSServer) DoTAddrs() []net.Addr {
 // DoHAddrs returns the bound DoH addresses, in listen order.
 func (t *TLSServer) DoHAddrs() []net.Addr { return t.dohAddrs }
 
+// DoQAddrs returns the bound DoQ (UDP) addresses, in listen order.
+func (t *TLSServer) DoQAddrs() []net.Addr {
+	var out []net.Addr
+	for _, l := range t.doq {
+		out = append(out, l.Addr())
+	}
+	return out
+}
+
 // Err returns a channel that receives an error if a listener fails.
 func (t *TLSServer) Err() <-chan error { return t.errs }
 
@@ -195,6 +227,9 @@ func (t *TLSServer) Shutdown(ctx context.Context) error {
 	}
 	t.mu.Unlock()
 	t.closeListeners()
+	if t.doqStop != nil {
+		t.doqStop() // no new streams; those in flight are answered
+	}
 	var errs []error
 	for _, h := range t.doh {
 		if err := h.Shutdown(ctx); err != nil {
@@ -212,6 +247,7 @@ func (t *TLSServer) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		errs = append(errs, ctx.Err())
 	}
+
 	t.mu.Lock()
 	for c := range t.conns {
 		c.Close()
@@ -225,6 +261,9 @@ func (t *TLSServer) Shutdown(ctx context.Context) error {
 
 func (t *TLSServer) closeListeners() {
 	for _, l := range t.dot {
+		l.Close()
+	}
+	for _, l := range t.doq {
 		l.Close()
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/quic-go/quic-go"
 
 	"github.com/appfence/appfence/internal/dnstest"
 	"github.com/appfence/appfence/metrics"
@@ -37,6 +39,7 @@ key_file = %q
 server_name = "dns.test"
 dot_listen = ["127.0.0.1:0"]
 doh_listen = ["127.0.0.1:0"]
+doq_listen = ["127.0.0.1:0"]
 client_ca_file = %q
 
 [upstream]
@@ -482,4 +485,149 @@ func TestTLSHandshakeTimeoutAndMetrics(t *testing.T) {
 func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
+}
+
+// dialDoQ connects over DoQ with the given SNI and client certificate.
+func (e *tlsEnv) dialDoQ(t *testing.T, sni string, cert *tls.Certificate) (*quic.Conn, error) {
+	t.Helper()
+	conf := &tls.Config{RootCAs: e.ca.Pool(), ServerName: sni, NextProtos: []string{"doq"}}
+	if cert != nil {
+		conf.Certificates = []tls.Certificate{*cert}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	c, err := quic.DialAddr(ctx, e.tls.DoQAddrs()[0].String(), conf, nil)
+	if err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { c.CloseWithError(0, "") })
+	return c, nil
+}
+
+// doqExchange sends m on a new stream of c (RFC 9250, 4.2) and returns the
+// reply.
+func doqExchange(c *quic.Conn, m *dns.Msg) (*dns.Msg, error) {
+	resp, _, err := doqExchangeRaw(c, m)
+	return resp, err
+}
+
+// doqExchangeRaw is doqExchange that also returns the reply's wire length.
+func doqExchangeRaw(c *quic.Conn, m *dns.Msg) (*dns.Msg, int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	s, err := c.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	s.SetDeadline(time.Now().Add(2 * time.Second))
+	b, err := m.Pack()
+	if err != nil {
+		return nil, 0, err
+	}
+	if _, err := s.Write(append([]byte{byte(len(b) >> 8), byte(len(b))}, b...)); err != nil {
+		return nil, 0, err
+	}
+	s.Close() // one query a stream: the client's side ends here
+	raw, err := io.ReadAll(s)
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(raw) < 2 || int(raw[0])<<8|int(raw[1]) != len(raw)-2 {
+		return nil, 0, fmt.Errorf("doq reply of %d bytes: bad length prefix", len(raw))
+	}
+	resp := new(dns.Msg)
+	return resp, len(raw) - 2, resp.Unpack(raw[2:])
+}
+
+func TestDoQ(t *testing.T) {
+	e := startTLSEnv(t)
+	phone := e.ca.IssueClient(t, "phone-1.devices.test", time.Now().Add(time.Hour))
+	foreign := dnstest.NewCA(t).IssueClient(t, "phone-1.devices.test", time.Now().Add(time.Hour))
+	tests := []struct {
+		name         string
+		sni          string
+		cert         *tls.Certificate
+		wantResolved bool
+		wantRefused  bool
+	}{
+		{name: "no ClientID", sni: "dns.test"},
+		{name: "ClientID in SNI", sni: "officer-017.dns.test", wantResolved: true},
+		{name: "unknown ClientID", sni: "officer-999.dns.test"},
+		{name: "malformed ClientID", sni: "bad_id.dns.test", wantRefused: true},
+		{name: "certificate", sni: "dns.test", cert: &phone, wantResolved: true},
+		{name: "certificate from another CA", sni: "dns.test", cert: &foreign, wantRefused: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := e.dialDoQ(t, tt.sni, tt.cert)
+			var resp *dns.Msg
+			if err == nil {
+				m := new(dns.Msg).SetQuestion("www.tiktok.com.", dns.TypeA)
+				m.Id = 0
+				resp, err = doqExchange(c, m)
+			}
+			if tt.wantRefused {
+				if err == nil {
+					t.Fatalf("answered (%s), want the handshake refused", dns.RcodeToString[resp.Rcode])
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.Id != 0 {
+				t.Errorf("reply ID %d, want 0", resp.Id)
+			}
+			if got := resolved(resp); got != tt.wantResolved {
+				t.Errorf("resolved = %v, want %v:\n%v", got, tt.wantResolved, resp)
+			}
+		})
+	}
+
+	t.Run("streams on one connection, padded", func(t *testing.T) {
+		c, err := e.dialDoQ(t, "dns.test", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := c.ConnectionState().TLS.NegotiatedProtocol; p != "doq" {
+			t.Errorf("ALPN %q, want doq", p)
+		}
+		for _, name := range []string{"www.example.test.", "txt.example.test."} {
+			m := new(dns.Msg).SetQuestion(name, dns.TypeA)
+			m.Id = 0
+			m.SetEdns0(1232, false)
+			resp, n, err := doqExchangeRaw(c, m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.IsEdns0() == nil || n%paddingBlock != 0 {
+				t.Errorf("%s: reply of %d bytes, want EDNS and a multiple of %d", name, n, paddingBlock)
+			}
+		}
+	})
+
+	t.Run("nonzero ID closes the connection", func(t *testing.T) {
+		c, err := e.dialDoQ(t, "dns.test", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := new(dns.Msg).SetQuestion("www.example.test.", dns.TypeA)
+		m.Id = 4711
+		if _, err := doqExchange(c, m); err == nil {
+			t.Fatal("answered a query with ID 4711")
+		}
+		select {
+		case <-c.Context().Done():
+		case <-time.After(2 * time.Second):
+			t.Fatal("connection still open after a nonzero ID")
+		}
+		var ae *quic.ApplicationError
+		if err := context.Cause(c.Context()); !errors.As(err, &ae) || ae.ErrorCode != 0x2 {
+			t.Errorf("closed with %v, want DOQ_PROTOCOL_ERROR (0x2)", err)
+		}
+	})
+
+	if got := testutil.ToFloat64(e.metrics.Queries.WithLabelValues("doq")); got < 5 {
+		t.Errorf("doq queries %v, want at least 5", got)
+	}
 }
