@@ -182,6 +182,7 @@ func (t *TLSServer) Start(cfg config.TLS) error {
 		t.startDoH(l)
 		t.log.Info("listening", "doh", l.Addr().String())
 	}
+	t.srv.handler.setDDR(ddrRecords(cfg.ServerName, t.DoTAddrs(), t.DoHAddrs(), t.DoQAddrs()))
 	return nil
 }
 
@@ -227,6 +228,7 @@ func (t *TLSServer) Shutdown(ctx context.Context) error {
 	}
 	t.mu.Unlock()
 	t.closeListeners()
+	t.srv.handler.setDDR(nil)
 	if t.doqStop != nil {
 		t.doqStop() // no new streams; those in flight are answered
 	}
