@@ -90,6 +90,7 @@ func startTLSEnvWith(t *testing.T, adjust func(*TLSServer)) *tlsEnv {
 	up := dnstest.NewUpstream(t, upstreamRecords...)
 	e := startEnvWith(t, up, fmt.Sprintf(tlsConfig, certFile, keyFile, ca.WriteFile(t), up.Addr))
 	tm := metrics.NewTransport(e.metrics.Registry)
+	e.srv.CountTransports(tm)
 	ts := NewTLSServer(e.srv, tm, nil)
 	if adjust != nil {
 		adjust(ts)
@@ -474,8 +475,13 @@ func TestTLSHandshakeTimeoutAndMetrics(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if got := testutil.ToFloat64(e.metrics.Queries.WithLabelValues("dot")); got != 1 {
-		t.Errorf("dot queries %v, want 1", got)
+	if resp := e.ask(t, "tcp", "127.0.0.1", new(dns.Msg).SetQuestion("www.example.test.", dns.TypeA)); resp.Rcode != dns.RcodeSuccess {
+		t.Errorf("plain DNS over TCP: %s", dns.RcodeToString[resp.Rcode])
+	}
+	for _, tr := range []string{"udp", "tcp", "dot"} {
+		if got := testutil.ToFloat64(e.metrics.Queries.WithLabelValues(tr)); got != 1 {
+			t.Errorf("%s queries %v, want 1", tr, got)
+		}
 	}
 	if got := testutil.ToFloat64(e.metrics.Connections.WithLabelValues("dot")); got != 1 {
 		t.Errorf("dot connections %v, want 1", got)

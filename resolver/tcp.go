@@ -203,6 +203,9 @@ func (s *Server) serveTCPConn(tc *tcpConn, client netip.Addr) {
 			s.drop(client, err)
 			return // not a DNS client: do not read on
 		}
+		if q := s.queries.Load(); q != nil {
+			q.tcp.Inc()
+		}
 		w.timeout = timeout
 		limited := false
 		if rate := s.settings().RateLimit; rate > 0 && !s.limiter.Allow(client, rate, time.Now()) {
