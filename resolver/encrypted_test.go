@@ -637,3 +637,93 @@ func TestDoQ(t *testing.T) {
 		t.Errorf("doq queries %v, want at least 5", got)
 	}
 }
+
+func TestTLSExpiredServerCertificate(t *testing.T) {
+	e := startTLSEnvWith(t, func(ts *TLSServer) { ts.certEvery = 0 })
+	expired := e.ca.IssueServer(t, time.Now().Add(-time.Hour), "dns.test", "*.dns.test", "127.0.0.1")
+	cert, key := dnstest.WritePair(t, t.TempDir(), expired)
+	later := time.Now().Add(time.Minute)
+	for src, dst := range map[string]string{cert: e.certFile, key: e.keyFile} {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		os.Chtimes(dst, later, later)
+	}
+	wantExpired := func(t *testing.T, err error) {
+		t.Helper()
+		var ce *tls.CertificateVerificationError
+		if !errors.As(err, &ce) || !strings.Contains(err.Error(), "expired") {
+			t.Errorf("err = %v, want the expired certificate refused", err)
+		}
+	}
+	t.Run("dot", func(t *testing.T) {
+		_, err := e.dialDoT(t, "dns.test", nil)
+		wantExpired(t, err)
+	})
+	t.Run("doq", func(t *testing.T) {
+		_, err := e.dialDoQ(t, "dns.test", nil)
+		wantExpired(t, err)
+	})
+	t.Run("doh", func(t *testing.T) {
+		client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: e.ca.Pool(), ServerName: "dns.test"}}}
+		_, err := client.Get("https://" + e.tls.DoHAddrs()[0].String() + "/dns-query?dns=AAABAAABAAAAAAAAA3d3dwdleGFtcGxlBHRlc3QAAAEAAQ")
+		wantExpired(t, err)
+	})
+}
+
+func TestTLSHandshakeFlood(t *testing.T) {
+	// Many clients that open a DoT connection, send the start of a TLS
+	// record and stall hold no worker: plain DNS is answered meanwhile,
+	// and the stalled handshakes are cut off.
+	const flood = 200
+	e := startTLSEnvWith(t, func(ts *TLSServer) { ts.handshakeTimeout = time.Second })
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range flood {
+		c, err := net.Dial("tcp", e.tls.DoTAddrs()[0].String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte{0x16, 0x03, 0x01, 0x02, 0x00}) // a ClientHello record header, no body
+		conns = append(conns, c)
+	}
+	for i := range 20 {
+		netw := "udp"
+		if i%4 == 0 {
+			netw = "tcp"
+		}
+		m := new(dns.Msg).SetQuestion(fmt.Sprintf("n%d.example.test.", i), dns.TypeA)
+		if resp := e.ask(t, netw, "127.0.0.1", m); resp.Rcode == dns.RcodeServerFailure || resp.Rcode == dns.RcodeRefused {
+			t.Errorf("plain DNS over %s during the flood: %s", netw, dns.RcodeToString[resp.Rcode])
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		cut := testutil.ToFloat64(e.metrics.HandshakeErrors.WithLabelValues("dot", "timeout"))
+		open := testutil.ToFloat64(e.metrics.Connections.WithLabelValues("dot"))
+		if cut > 0 && open == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the handshake timeout: %v cut off, %v still open", cut, open)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The listener serves again.
+	c, err := e.dialDoT(t, "dns.test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := exchange(c, new(dns.Msg).SetQuestion("www.example.test.", dns.TypeA)); err != nil {
+		t.Fatal(err)
+	}
+}
