@@ -65,7 +65,9 @@ type TLS struct {
 	// ClientCAFile is the CA bundle client certificates are verified
 	// against; empty: clients are not asked for a certificate.
 	ClientCAFile string
-	// ProxyProtocol is validated but not yet used (PROXY protocol v2).
+	// ProxyProtocol are the prefixes of the balancers whose DoT and DoH
+	// connections start with a PROXY protocol v2 header (required from
+	// them, never read from other sources).
 	ProxyProtocol []netip.Prefix
 }
 

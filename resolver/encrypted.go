@@ -24,6 +24,7 @@ import (
 	"github.com/appfence/appfence/config"
 	"github.com/appfence/appfence/metrics"
 	"github.com/appfence/appfence/resolver/policy"
+	"github.com/appfence/appfence/resolver/proxyproto"
 )
 
 // Limits of the encrypted listeners that are not configuration keys.
@@ -89,8 +90,7 @@ func NewTLSServer(s *Server, m *metrics.Transport, log *slog.Logger) *TLSServer 
 }
 
 // Start loads the certificate and binds the listeners of cfg. Nothing is
-// served when cfg is not enabled. proxy_protocol is not read yet: it is
-// logged as such.
+// served when cfg is not enabled.
 func (t *TLSServer) Start(cfg config.TLS) error {
 	if !cfg.Enabled() {
 		return nil
@@ -132,9 +132,6 @@ func (t *TLSServer) Start(cfg config.TLS) error {
 	t.doqConf = base.Clone()
 	t.doqConf.NextProtos = []string{"doq"}
 	t.doqConf.MinVersion = tls.VersionTLS13 // QUIC is TLS 1.3 only
-	if len(cfg.ProxyProtocol) > 0 {
-		t.log.Warn("server.tls.proxy_protocol is not supported yet: PROXY headers are not read")
-	}
 	for _, a := range cfg.DoTListen {
 		l, err := net.Listen("tcp", a)
 		if err != nil {
@@ -269,6 +266,34 @@ func (t *TLSServer) closeListeners() {
 		l.Close()
 	}
 }
+
+// proxied returns c as a proxyproto.Conn when it comes from a balancer of
+// server.tls.proxy_protocol (its PROXY v2 header is read on first use,
+// within the handshake timeout), else c itself: from any other source a
+// PROXY header is not read, and fails the TLS handshake.
+func (t *TLSServer) proxied(c net.Conn, peer netip.Addr) net.Conn {
+	if !proxyproto.Trusted(t.cfg.ProxyProtocol, peer) {
+		return c
+	}
+	return proxyproto.NewConn(c, t.handshakeTimeout)
+}
+
+// clientOf returns the client's address of c: that of its PROXY header
+// when it has one. A trusted balancer's connection without a valid header
+// is dropped (counted and logged), and ok is false.
+func (t *TLSServer) clientOf(c net.Conn) (client netip.Addr, ok bool) {
+	if pc, isProxied := c.(*proxyproto.Conn); isProxied {
+		if err := pc.Err(); err != nil {
+			t.srv.drop(clientAddr(pc.Conn.RemoteAddr()), fmt.Errorf("%w: %w", errProxyHeader, err))
+			return netip.Addr{}, false
+		}
+	}
+	return clientAddr(c.RemoteAddr()), true
+}
+
+// errProxyHeader is a connection from a trusted balancer without a valid
+// PROXY v2 header.
+var errProxyHeader = errors.New("no valid proxy protocol v2 header")
 
 // settings returns the [server] section of the policy in use.
 func (t *TLSServer) settings() *config.Server { return t.srv.settings() }

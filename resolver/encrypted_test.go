@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/appfence/appfence/internal/dnstest"
 	"github.com/appfence/appfence/metrics"
+	"github.com/appfence/appfence/resolver/proxyproto"
 )
 
 // tlsConfig is the config of the encrypted transport tests: tiktok blocked
@@ -84,11 +86,22 @@ func startTLSEnv(t *testing.T) *tlsEnv {
 // before it starts (to lower its limits); adjust may be nil.
 func startTLSEnvWith(t *testing.T, adjust func(*TLSServer)) *tlsEnv {
 	t.Helper()
+	return startTLSEnvConf(t, nil, adjust)
+}
+
+// startTLSEnvConf is startTLSEnvWith with edit applied to the config text
+// first; edit may be nil.
+func startTLSEnvConf(t *testing.T, edit func(string) string, adjust func(*TLSServer)) *tlsEnv {
+	t.Helper()
 	ca := dnstest.NewCA(t)
 	dir := t.TempDir()
 	certFile, keyFile := dnstest.WritePair(t, dir, ca.Issue(t, "dns.test", "*.dns.test", "127.0.0.1"))
 	up := dnstest.NewUpstream(t, upstreamRecords...)
-	e := startEnvWith(t, up, fmt.Sprintf(tlsConfig, certFile, keyFile, ca.WriteFile(t), up.Addr))
+	cfgText := fmt.Sprintf(tlsConfig, certFile, keyFile, ca.WriteFile(t), up.Addr)
+	if edit != nil {
+		cfgText = edit(cfgText)
+	}
+	e := startEnvWith(t, up, cfgText)
 	tm := metrics.NewTransport(e.metrics.Registry)
 	e.srv.CountTransports(tm)
 	ts := NewTLSServer(e.srv, tm, nil)
@@ -725,5 +738,98 @@ func TestTLSHandshakeFlood(t *testing.T) {
 	}
 	if _, err := exchange(c, new(dns.Msg).SetQuestion("www.example.test.", dns.TypeA)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestProxyProtocol(t *testing.T) {
+	// 127.0.0.2 is the balancer; the group of 127.0.9.0/24 may use
+	// tiktok, so a resolved answer shows the header's address was used.
+	e := startTLSEnvConf(t, func(s string) string {
+		s = strings.Replace(s, "[server.tls]\n", "[server.tls]\nproxy_protocol = [\"127.0.0.2/32\"]\n", 1)
+		return strings.Replace(s, "[metrics]", "[[group]]\nname = \"behind-lb\"\nclients = [\"127.0.9.0/24\"]\nallow = [\"tiktok\"]\n\n[metrics]", 1)
+	}, nil)
+	device := netip.MustParseAddrPort("127.0.9.5:40000")
+	// dial connects from local and sends a PROXY header for src first
+	// (none when src is not valid).
+	dial := func(local, addr string, src netip.AddrPort) (net.Conn, error) {
+		d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		if src.IsValid() {
+			dst := netip.MustParseAddrPort(addr)
+			if _, err := c.Write(proxyproto.Append(nil, src, dst)); err != nil {
+				c.Close()
+				return nil, err
+			}
+		}
+		return c, nil
+	}
+	clientConf := &tls.Config{RootCAs: e.ca.Pool(), ServerName: "dns.test"}
+	dot := func(local string, src netip.AddrPort) (*dns.Msg, error) {
+		c, err := dial(local, e.tls.DoTAddrs()[0].String(), src)
+		if err != nil {
+			return nil, err
+		}
+		defer c.Close()
+		tc := tls.Client(c, clientConf)
+		tc.SetDeadline(time.Now().Add(2 * time.Second))
+		return exchange(&dns.Conn{Conn: tc}, new(dns.Msg).SetQuestion("www.tiktok.com.", dns.TypeA))
+	}
+	doh := func(local string, src netip.AddrPort) (*dns.Msg, error) {
+		tr := &http.Transport{TLSClientConfig: clientConf, ForceAttemptHTTP2: true,
+			DialContext: func(_ context.Context, _, addr string) (net.Conn, error) { return dial(local, addr, src) }}
+		defer tr.CloseIdleConnections()
+		b, _ := new(dns.Msg).SetQuestion("www.tiktok.com.", dns.TypeA).Pack()
+		url := "https://" + e.tls.DoHAddrs()[0].String() + "/dns-query?dns=" + base64.RawURLEncoding.EncodeToString(b)
+		resp, err := (&http.Client{Transport: tr, Timeout: 2 * time.Second}).Get(url)
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("HTTP %d", resp.StatusCode)
+		}
+		m := new(dns.Msg)
+		return m, m.Unpack(body)
+	}
+	tests := []struct {
+		name         string
+		local        string
+		src          netip.AddrPort
+		wantResolved bool
+		wantRefused  bool
+	}{
+		{name: "header from the balancer", local: "127.0.0.2", src: device, wantResolved: true},
+		{name: "balancer without a header", local: "127.0.0.2", wantRefused: true},
+		{name: "header from another source", local: "127.0.0.1", src: device, wantRefused: true},
+		{name: "direct client", local: "127.0.0.1"},
+	}
+	for _, tr := range []struct {
+		name string
+		ask  func(string, netip.AddrPort) (*dns.Msg, error)
+	}{{"dot", dot}, {"doh", doh}} {
+		for _, tt := range tests {
+			t.Run(tr.name+"/"+tt.name, func(t *testing.T) {
+				resp, err := tr.ask(tt.local, tt.src)
+				if tt.wantRefused {
+					if err == nil {
+						t.Fatalf("answered (%s), want the connection refused", dns.RcodeToString[resp.Rcode])
+					}
+					return
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := resolved(resp); got != tt.wantResolved {
+					t.Errorf("resolved = %v, want %v:\n%v", got, tt.wantResolved, resp)
+				}
+			})
+		}
 	}
 }
