@@ -777,6 +777,15 @@ func TestProxyProtocol(t *testing.T) {
 		tc.SetDeadline(time.Now().Add(2 * time.Second))
 		return exchange(&dns.Conn{Conn: tc}, new(dns.Msg).SetQuestion("www.tiktok.com.", dns.TypeA))
 	}
+	plainTCP := func(local string, src netip.AddrPort) (*dns.Msg, error) {
+		c, err := dial(local, e.addr, src)
+		if err != nil {
+			return nil, err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		return exchange(&dns.Conn{Conn: c}, new(dns.Msg).SetQuestion("www.tiktok.com.", dns.TypeA))
+	}
 	doh := func(local string, src netip.AddrPort) (*dns.Msg, error) {
 		tr := &http.Transport{TLSClientConfig: clientConf, ForceAttemptHTTP2: true,
 			DialContext: func(_ context.Context, _, addr string) (net.Conn, error) { return dial(local, addr, src) }}
@@ -813,7 +822,7 @@ func TestProxyProtocol(t *testing.T) {
 	for _, tr := range []struct {
 		name string
 		ask  func(string, netip.AddrPort) (*dns.Msg, error)
-	}{{"dot", dot}, {"doh", doh}} {
+	}{{"tcp", plainTCP}, {"dot", dot}, {"doh", doh}} {
 		for _, tt := range tests {
 			t.Run(tr.name+"/"+tt.name, func(t *testing.T) {
 				resp, err := tr.ask(tt.local, tt.src)
