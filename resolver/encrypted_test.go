@@ -842,3 +842,52 @@ func TestProxyProtocol(t *testing.T) {
 		}
 	}
 }
+
+func TestDoQBounds(t *testing.T) {
+	e := startTLSEnvConf(t, func(s string) string {
+		return strings.Replace(s, "[server]\n", "[server]\ntcp_idle_timeout = \"300ms\"\n", 1)
+	}, func(ts *TLSServer) { ts.maxInFlight = 2 })
+
+	t.Run("streams per connection", func(t *testing.T) {
+		c, err := e.dialDoQ(t, "dns.test", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Two streams held open (no query sent yet) take both places.
+		for range 2 {
+			s, err := c.OpenStream()
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Write([]byte{0}) // half a length prefix: the stream exists for the server
+		}
+		var limit *quic.StreamLimitReachedError
+		if _, err := c.OpenStream(); !errors.As(err, &limit) {
+			t.Errorf("third stream: %v, want the stream limit", err)
+		}
+	})
+
+	t.Run("idle timeout", func(t *testing.T) {
+		c, err := e.dialDoQ(t, "dns.test", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := new(dns.Msg).SetQuestion("www.example.test.", dns.TypeA)
+		m.Id = 0
+		if _, err := doqExchange(c, m); err != nil {
+			t.Fatal(err)
+		}
+		if got := testutil.ToFloat64(e.metrics.Connections.WithLabelValues("doq")); got < 1 {
+			t.Fatalf("doq connections %v after a query, want the open one counted", got)
+		}
+		// The server ends it silently (a QUIC idle timeout sends nothing;
+		// quic-go clients wait at least 5 s themselves): watch the gauge.
+		deadline := time.Now().Add(3 * time.Second)
+		for testutil.ToFloat64(e.metrics.Connections.WithLabelValues("doq")) != 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("idle DoQ connection still open after 3s with tcp_idle_timeout 300ms")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+}
