@@ -27,7 +27,8 @@ const (
 var errDoQID = errors.New("doq: message ID is not 0")
 
 // quicConfig is the QUIC configuration of the DoQ listeners: the idle
-// timeout of TCP, the handshake timeout of DoT, at most maxInFlight
+// timeout of TCP, the handshake timeout of DoT as the handshake's idle
+// timeout (quic-go allows twice that for the whole handshake), at most maxInFlight
 // streams (queries) at once per connection, no unidirectional streams and
 // no 0-RTT (a replayed 0-RTT query would be answered twice and counted
 // twice; RFC 9250, 4.5).
