@@ -67,12 +67,14 @@ type TLS struct {
 	// and DNS over HTTPS (RFC 8484).
 	DoTListen []string
 	DoHListen []string
-	// DoQListen is validated but not yet served (DNS over QUIC).
+	// DoQListen are the UDP addresses of DNS over QUIC (RFC 9250).
 	DoQListen []string
 	// ClientCAFile is the CA bundle client certificates are verified
 	// against; empty: clients are not asked for a certificate.
 	ClientCAFile string
-	// ProxyProtocol is validated but not yet used (PROXY protocol v2).
+	// ProxyProtocol are the prefixes of the balancers whose DoT and DoH
+	// connections start with a PROXY protocol v2 header (required from
+	// them, never read from other sources).
 	ProxyProtocol []netip.Prefix
 }
 

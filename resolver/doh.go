@@ -83,7 +83,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			l.t.srv.drop(clientAddr(c.RemoteAddr()), errTooManyConnections)
 			continue
 		}
-		return &countedConn{Conn: c, t: l.t}, nil
+		return &countedConn{Conn: l.t.proxied(c, clientAddr(c.RemoteAddr())), t: l.t}, nil
 	}
 }
 

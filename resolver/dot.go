@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"net/netip"
 	"sync"
 	"time"
 
@@ -38,13 +37,14 @@ func (t *TLSServer) acceptDoT(l net.Listener) {
 			return
 		}
 		backoff = 0
-		client := clientAddr(c.RemoteAddr())
+		peer := clientAddr(c.RemoteAddr())
 		if t.dotActive.Add(1) > int64(t.settings().MaxTCPConnections) {
 			t.dotActive.Add(-1)
 			reset(c)
-			t.srv.drop(client, errTooManyConnections)
+			t.srv.drop(peer, errTooManyConnections)
 			continue
 		}
+		c = t.proxied(c, peer)
 		t.mu.Lock()
 		if t.closing {
 			t.mu.Unlock()
@@ -55,7 +55,7 @@ func (t *TLSServer) acceptDoT(l net.Listener) {
 		t.conns[c] = struct{}{}
 		t.serving.Add(1)
 		t.mu.Unlock()
-		go t.serveDoT(c, client)
+		go t.serveDoT(c)
 	}
 }
 
@@ -64,8 +64,9 @@ func (t *TLSServer) acceptDoT(l net.Listener) {
 // maxInFlight at once, each reply sent when it is ready (RFC 7858, 3.3).
 // The connection is closed when the client closes it, is silent for
 // server.tcp_idle_timeout, sends a packet that is dropped, or does not take
-// a reply within that time.
-func (t *TLSServer) serveDoT(raw net.Conn, client netip.Addr) {
+// a reply within that time. The client's address is that of the PROXY
+// header when raw is from a trusted balancer.
+func (t *TLSServer) serveDoT(raw net.Conn) {
 	t.connections("dot", 1)
 	var inFlight sync.WaitGroup
 	defer func() {
@@ -78,6 +79,10 @@ func (t *TLSServer) serveDoT(raw net.Conn, client netip.Addr) {
 		t.connections("dot", -1)
 		t.serving.Done()
 	}()
+	client, ok := t.clientOf(raw)
+	if !ok {
+		return
+	}
 	c := tls.Server(raw, t.dotConf)
 	ctx, cancel := context.WithTimeout(context.Background(), t.handshakeTimeout)
 	err := c.HandshakeContext(ctx)

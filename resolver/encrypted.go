@@ -19,10 +19,12 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/quic-go/quic-go"
 
 	"github.com/appfence/appfence/config"
 	"github.com/appfence/appfence/metrics"
 	"github.com/appfence/appfence/resolver/policy"
+	"github.com/appfence/appfence/resolver/proxyproto"
 )
 
 // Limits of the encrypted listeners that are not configuration keys.
@@ -41,7 +43,7 @@ const (
 )
 
 // TLSServer serves the encrypted transports of [server.tls]: DNS over TLS
-// (dot.go) and DNS over HTTPS (doh.go). Every query goes through the same
+// (dot.go), DNS over HTTPS (doh.go) and DNS over QUIC (doq.go). Every query goes through the same
 // packet check, rate limit and Handler as the UDP and TCP ones of Server,
 // with the client's identity (verified certificate, ClientID) beside its
 // address.
@@ -53,6 +55,7 @@ type TLSServer struct {
 	certs   *certReloader
 	dotConf *tls.Config
 	dohConf *tls.Config
+	doqConf *tls.Config
 
 	// Limits, the constants above; tests lower them.
 	handshakeTimeout time.Duration
@@ -62,8 +65,11 @@ type TLSServer struct {
 	dot       []net.Listener
 	doh       []*http.Server
 	dohAddrs  []net.Addr
+	doq       []*quic.Listener
+	doqStop   context.CancelFunc // ends the DoQ connections
 	dotActive atomic.Int64
 	dohActive atomic.Int64
+	doqActive atomic.Int64
 
 	mu      sync.Mutex
 	closing bool
@@ -84,8 +90,7 @@ func NewTLSServer(s *Server, m *metrics.Transport, log *slog.Logger) *TLSServer 
 }
 
 // Start loads the certificate and binds the listeners of cfg. Nothing is
-// served when cfg is not enabled. doq_listen and proxy_protocol are not
-// served yet: they are logged as such.
+// served when cfg is not enabled.
 func (t *TLSServer) Start(cfg config.TLS) error {
 	if !cfg.Enabled() {
 		return nil
@@ -124,12 +129,9 @@ func (t *TLSServer) Start(cfg config.TLS) error {
 	t.dotConf.NextProtos = []string{"dot"}
 	t.dohConf = base.Clone()
 	t.dohConf.NextProtos = []string{"h2", "http/1.1"}
-	if len(cfg.DoQListen) > 0 {
-		t.log.Warn("server.tls.doq_listen is not served yet (DNS over QUIC)", "addrs", cfg.DoQListen)
-	}
-	if len(cfg.ProxyProtocol) > 0 {
-		t.log.Warn("server.tls.proxy_protocol is not supported yet: PROXY headers are not read")
-	}
+	t.doqConf = base.Clone()
+	t.doqConf.NextProtos = []string{"doq"}
+	t.doqConf.MinVersion = tls.VersionTLS13 // QUIC is TLS 1.3 only
 	for _, a := range cfg.DoTListen {
 		l, err := net.Listen("tcp", a)
 		if err != nil {
@@ -150,6 +152,24 @@ func (t *TLSServer) Start(cfg config.TLS) error {
 		}
 		dohListeners = append(dohListeners, l)
 	}
+	for _, a := range cfg.DoQListen {
+		l, err := t.listenDoQ(a)
+		if err != nil {
+			t.closeListeners()
+			for _, l := range dohListeners {
+				l.Close()
+			}
+			return err
+		}
+		t.doq = append(t.doq, l)
+	}
+	doqCtx, stop := context.WithCancel(context.Background())
+	t.doqStop = stop
+	for _, l := range t.doq {
+		t.loops.Add(1)
+		go t.acceptDoQ(doqCtx, l)
+		t.log.Info("listening", "doq", l.Addr().String())
+	}
 	for _, l := range t.dot {
 		t.loops.Add(1)
 		go t.acceptDoT(l)
@@ -159,6 +179,7 @@ func (t *TLSServer) Start(cfg config.TLS) error {
 		t.startDoH(l)
 		t.log.Info("listening", "doh", l.Addr().String())
 	}
+	t.srv.handler.setDDR(ddrRecords(cfg.ServerName, t.DoTAddrs(), t.DoHAddrs(), t.DoQAddrs()))
 	return nil
 }
 
@@ -173,6 +194,15 @@ func (t *TLSServer) DoTAddrs() []net.Addr {
 
 // DoHAddrs returns the bound DoH addresses, in listen order.
 func (t *TLSServer) DoHAddrs() []net.Addr { return t.dohAddrs }
+
+// DoQAddrs returns the bound DoQ (UDP) addresses, in listen order.
+func (t *TLSServer) DoQAddrs() []net.Addr {
+	var out []net.Addr
+	for _, l := range t.doq {
+		out = append(out, l.Addr())
+	}
+	return out
+}
 
 // Err returns a channel that receives an error if a listener fails.
 func (t *TLSServer) Err() <-chan error { return t.errs }
@@ -195,6 +225,10 @@ func (t *TLSServer) Shutdown(ctx context.Context) error {
 	}
 	t.mu.Unlock()
 	t.closeListeners()
+	t.srv.handler.setDDR(nil)
+	if t.doqStop != nil {
+		t.doqStop() // no new streams; those in flight are answered
+	}
 	var errs []error
 	for _, h := range t.doh {
 		if err := h.Shutdown(ctx); err != nil {
@@ -212,6 +246,7 @@ func (t *TLSServer) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		errs = append(errs, ctx.Err())
 	}
+
 	t.mu.Lock()
 	for c := range t.conns {
 		c.Close()
@@ -227,7 +262,38 @@ func (t *TLSServer) closeListeners() {
 	for _, l := range t.dot {
 		l.Close()
 	}
+	for _, l := range t.doq {
+		l.Close()
+	}
 }
+
+// proxied returns c as a proxyproto.Conn when it comes from a balancer of
+// server.tls.proxy_protocol (its PROXY v2 header is read on first use,
+// within the handshake timeout), else c itself: from any other source a
+// PROXY header is not read, and fails the TLS handshake.
+func (t *TLSServer) proxied(c net.Conn, peer netip.Addr) net.Conn {
+	if !proxyproto.Trusted(t.cfg.ProxyProtocol, peer) {
+		return c
+	}
+	return proxyproto.NewConn(c, t.handshakeTimeout)
+}
+
+// clientOf returns the client's address of c: that of its PROXY header
+// when it has one. A trusted balancer's connection without a valid header
+// is dropped (counted and logged), and ok is false.
+func (t *TLSServer) clientOf(c net.Conn) (client netip.Addr, ok bool) {
+	if pc, isProxied := c.(*proxyproto.Conn); isProxied {
+		if err := pc.Err(); err != nil {
+			t.srv.drop(clientAddr(pc.Conn.RemoteAddr()), fmt.Errorf("%w: %w", errProxyHeader, err))
+			return netip.Addr{}, false
+		}
+	}
+	return clientAddr(c.RemoteAddr()), true
+}
+
+// errProxyHeader is a connection from a trusted balancer without a valid
+// PROXY v2 header.
+var errProxyHeader = errors.New("no valid proxy protocol v2 header")
 
 // settings returns the [server] section of the policy in use.
 func (t *TLSServer) settings() *config.Server { return t.srv.settings() }

@@ -6,10 +6,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,9 +20,11 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/quic-go/quic-go"
 
 	"github.com/appfence/appfence/internal/dnstest"
 	"github.com/appfence/appfence/metrics"
+	"github.com/appfence/appfence/resolver/proxyproto"
 )
 
 // tlsConfig is the config of the encrypted transport tests: tiktok blocked
@@ -37,6 +41,7 @@ key_file = %q
 server_name = "dns.test"
 dot_listen = ["127.0.0.1:0"]
 doh_listen = ["127.0.0.1:0"]
+doq_listen = ["127.0.0.1:0"]
 client_ca_file = %q
 
 [upstream]
@@ -81,12 +86,24 @@ func startTLSEnv(t *testing.T) *tlsEnv {
 // before it starts (to lower its limits); adjust may be nil.
 func startTLSEnvWith(t *testing.T, adjust func(*TLSServer)) *tlsEnv {
 	t.Helper()
+	return startTLSEnvConf(t, nil, adjust)
+}
+
+// startTLSEnvConf is startTLSEnvWith with edit applied to the config text
+// first; edit may be nil.
+func startTLSEnvConf(t *testing.T, edit func(string) string, adjust func(*TLSServer)) *tlsEnv {
+	t.Helper()
 	ca := dnstest.NewCA(t)
 	dir := t.TempDir()
 	certFile, keyFile := dnstest.WritePair(t, dir, ca.Issue(t, "dns.test", "*.dns.test", "127.0.0.1"))
 	up := dnstest.NewUpstream(t, upstreamRecords...)
-	e := startEnvWith(t, up, fmt.Sprintf(tlsConfig, certFile, keyFile, ca.WriteFile(t), up.Addr))
+	cfgText := fmt.Sprintf(tlsConfig, certFile, keyFile, ca.WriteFile(t), up.Addr)
+	if edit != nil {
+		cfgText = edit(cfgText)
+	}
+	e := startEnvWith(t, up, cfgText)
 	tm := metrics.NewTransport(e.metrics.Registry)
+	e.srv.CountTransports(tm)
 	ts := NewTLSServer(e.srv, tm, nil)
 	if adjust != nil {
 		adjust(ts)
@@ -471,8 +488,13 @@ func TestTLSHandshakeTimeoutAndMetrics(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if got := testutil.ToFloat64(e.metrics.Queries.WithLabelValues("dot")); got != 1 {
-		t.Errorf("dot queries %v, want 1", got)
+	if resp := e.ask(t, "tcp", "127.0.0.1", new(dns.Msg).SetQuestion("www.example.test.", dns.TypeA)); resp.Rcode != dns.RcodeSuccess {
+		t.Errorf("plain DNS over TCP: %s", dns.RcodeToString[resp.Rcode])
+	}
+	for _, tr := range []string{"udp", "tcp", "dot"} {
+		if got := testutil.ToFloat64(e.metrics.Queries.WithLabelValues(tr)); got != 1 {
+			t.Errorf("%s queries %v, want 1", tr, got)
+		}
 	}
 	if got := testutil.ToFloat64(e.metrics.Connections.WithLabelValues("dot")); got != 1 {
 		t.Errorf("dot connections %v, want 1", got)
@@ -482,4 +504,390 @@ func TestTLSHandshakeTimeoutAndMetrics(t *testing.T) {
 func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
+}
+
+// dialDoQ connects over DoQ with the given SNI and client certificate.
+func (e *tlsEnv) dialDoQ(t *testing.T, sni string, cert *tls.Certificate) (*quic.Conn, error) {
+	t.Helper()
+	conf := &tls.Config{RootCAs: e.ca.Pool(), ServerName: sni, NextProtos: []string{"doq"}}
+	if cert != nil {
+		conf.Certificates = []tls.Certificate{*cert}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	c, err := quic.DialAddr(ctx, e.tls.DoQAddrs()[0].String(), conf, nil)
+	if err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { c.CloseWithError(0, "") })
+	return c, nil
+}
+
+// doqExchange sends m on a new stream of c (RFC 9250, 4.2) and returns the
+// reply.
+func doqExchange(c *quic.Conn, m *dns.Msg) (*dns.Msg, error) {
+	resp, _, err := doqExchangeRaw(c, m)
+	return resp, err
+}
+
+// doqExchangeRaw is doqExchange that also returns the reply's wire length.
+func doqExchangeRaw(c *quic.Conn, m *dns.Msg) (*dns.Msg, int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	s, err := c.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	s.SetDeadline(time.Now().Add(2 * time.Second))
+	b, err := m.Pack()
+	if err != nil {
+		return nil, 0, err
+	}
+	if _, err := s.Write(append([]byte{byte(len(b) >> 8), byte(len(b))}, b...)); err != nil {
+		return nil, 0, err
+	}
+	s.Close() // one query a stream: the client's side ends here
+	raw, err := io.ReadAll(s)
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(raw) < 2 || int(raw[0])<<8|int(raw[1]) != len(raw)-2 {
+		return nil, 0, fmt.Errorf("doq reply of %d bytes: bad length prefix", len(raw))
+	}
+	resp := new(dns.Msg)
+	return resp, len(raw) - 2, resp.Unpack(raw[2:])
+}
+
+func TestDoQ(t *testing.T) {
+	e := startTLSEnv(t)
+	phone := e.ca.IssueClient(t, "phone-1.devices.test", time.Now().Add(time.Hour))
+	foreign := dnstest.NewCA(t).IssueClient(t, "phone-1.devices.test", time.Now().Add(time.Hour))
+	tests := []struct {
+		name         string
+		sni          string
+		cert         *tls.Certificate
+		wantResolved bool
+		wantRefused  bool
+	}{
+		{name: "no ClientID", sni: "dns.test"},
+		{name: "ClientID in SNI", sni: "officer-017.dns.test", wantResolved: true},
+		{name: "unknown ClientID", sni: "officer-999.dns.test"},
+		{name: "malformed ClientID", sni: "bad_id.dns.test", wantRefused: true},
+		{name: "certificate", sni: "dns.test", cert: &phone, wantResolved: true},
+		{name: "certificate from another CA", sni: "dns.test", cert: &foreign, wantRefused: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := e.dialDoQ(t, tt.sni, tt.cert)
+			var resp *dns.Msg
+			if err == nil {
+				m := new(dns.Msg).SetQuestion("www.tiktok.com.", dns.TypeA)
+				m.Id = 0
+				resp, err = doqExchange(c, m)
+			}
+			if tt.wantRefused {
+				if err == nil {
+					t.Fatalf("answered (%s), want the handshake refused", dns.RcodeToString[resp.Rcode])
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.Id != 0 {
+				t.Errorf("reply ID %d, want 0", resp.Id)
+			}
+			if got := resolved(resp); got != tt.wantResolved {
+				t.Errorf("resolved = %v, want %v:\n%v", got, tt.wantResolved, resp)
+			}
+		})
+	}
+
+	t.Run("streams on one connection, padded", func(t *testing.T) {
+		c, err := e.dialDoQ(t, "dns.test", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := c.ConnectionState().TLS.NegotiatedProtocol; p != "doq" {
+			t.Errorf("ALPN %q, want doq", p)
+		}
+		for _, name := range []string{"www.example.test.", "txt.example.test."} {
+			m := new(dns.Msg).SetQuestion(name, dns.TypeA)
+			m.Id = 0
+			m.SetEdns0(1232, false)
+			resp, n, err := doqExchangeRaw(c, m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.IsEdns0() == nil || n%paddingBlock != 0 {
+				t.Errorf("%s: reply of %d bytes, want EDNS and a multiple of %d", name, n, paddingBlock)
+			}
+		}
+	})
+
+	t.Run("nonzero ID closes the connection", func(t *testing.T) {
+		c, err := e.dialDoQ(t, "dns.test", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := new(dns.Msg).SetQuestion("www.example.test.", dns.TypeA)
+		m.Id = 4711
+		if _, err := doqExchange(c, m); err == nil {
+			t.Fatal("answered a query with ID 4711")
+		}
+		select {
+		case <-c.Context().Done():
+		case <-time.After(2 * time.Second):
+			t.Fatal("connection still open after a nonzero ID")
+		}
+		var ae *quic.ApplicationError
+		if err := context.Cause(c.Context()); !errors.As(err, &ae) || ae.ErrorCode != 0x2 {
+			t.Errorf("closed with %v, want DOQ_PROTOCOL_ERROR (0x2)", err)
+		}
+	})
+
+	if got := testutil.ToFloat64(e.metrics.Queries.WithLabelValues("doq")); got < 5 {
+		t.Errorf("doq queries %v, want at least 5", got)
+	}
+}
+
+func TestTLSExpiredServerCertificate(t *testing.T) {
+	e := startTLSEnvWith(t, func(ts *TLSServer) { ts.certEvery = 0 })
+	expired := e.ca.IssueServer(t, time.Now().Add(-time.Hour), "dns.test", "*.dns.test", "127.0.0.1")
+	cert, key := dnstest.WritePair(t, t.TempDir(), expired)
+	later := time.Now().Add(time.Minute)
+	for src, dst := range map[string]string{cert: e.certFile, key: e.keyFile} {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		os.Chtimes(dst, later, later)
+	}
+	wantExpired := func(t *testing.T, err error) {
+		t.Helper()
+		var ce *tls.CertificateVerificationError
+		if !errors.As(err, &ce) || !strings.Contains(err.Error(), "expired") {
+			t.Errorf("err = %v, want the expired certificate refused", err)
+		}
+	}
+	t.Run("dot", func(t *testing.T) {
+		_, err := e.dialDoT(t, "dns.test", nil)
+		wantExpired(t, err)
+	})
+	t.Run("doq", func(t *testing.T) {
+		_, err := e.dialDoQ(t, "dns.test", nil)
+		wantExpired(t, err)
+	})
+	t.Run("doh", func(t *testing.T) {
+		client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: e.ca.Pool(), ServerName: "dns.test"}}}
+		_, err := client.Get("https://" + e.tls.DoHAddrs()[0].String() + "/dns-query?dns=AAABAAABAAAAAAAAA3d3dwdleGFtcGxlBHRlc3QAAAEAAQ")
+		wantExpired(t, err)
+	})
+}
+
+func TestTLSHandshakeFlood(t *testing.T) {
+	// Many clients that open a DoT connection, send the start of a TLS
+	// record and stall hold no worker: plain DNS is answered meanwhile,
+	// and the stalled handshakes are cut off.
+	const flood = 200
+	e := startTLSEnvWith(t, func(ts *TLSServer) { ts.handshakeTimeout = time.Second })
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range flood {
+		c, err := net.Dial("tcp", e.tls.DoTAddrs()[0].String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte{0x16, 0x03, 0x01, 0x02, 0x00}) // a ClientHello record header, no body
+		conns = append(conns, c)
+	}
+	for i := range 20 {
+		netw := "udp"
+		if i%4 == 0 {
+			netw = "tcp"
+		}
+		m := new(dns.Msg).SetQuestion(fmt.Sprintf("n%d.example.test.", i), dns.TypeA)
+		if resp := e.ask(t, netw, "127.0.0.1", m); resp.Rcode == dns.RcodeServerFailure || resp.Rcode == dns.RcodeRefused {
+			t.Errorf("plain DNS over %s during the flood: %s", netw, dns.RcodeToString[resp.Rcode])
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		cut := testutil.ToFloat64(e.metrics.HandshakeErrors.WithLabelValues("dot", "timeout"))
+		open := testutil.ToFloat64(e.metrics.Connections.WithLabelValues("dot"))
+		if cut > 0 && open == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the handshake timeout: %v cut off, %v still open", cut, open)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The listener serves again.
+	c, err := e.dialDoT(t, "dns.test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := exchange(c, new(dns.Msg).SetQuestion("www.example.test.", dns.TypeA)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestProxyProtocol(t *testing.T) {
+	// 127.0.0.2 is the balancer; the group of 127.0.9.0/24 may use
+	// tiktok, so a resolved answer shows the header's address was used.
+	e := startTLSEnvConf(t, func(s string) string {
+		s = strings.Replace(s, "[server.tls]\n", "[server.tls]\nproxy_protocol = [\"127.0.0.2/32\"]\n", 1)
+		return strings.Replace(s, "[metrics]", "[[group]]\nname = \"behind-lb\"\nclients = [\"127.0.9.0/24\"]\nallow = [\"tiktok\"]\n\n[metrics]", 1)
+	}, nil)
+	device := netip.MustParseAddrPort("127.0.9.5:40000")
+	// dial connects from local and sends a PROXY header for src first
+	// (none when src is not valid).
+	dial := func(local, addr string, src netip.AddrPort) (net.Conn, error) {
+		d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		if src.IsValid() {
+			dst := netip.MustParseAddrPort(addr)
+			if _, err := c.Write(proxyproto.Append(nil, src, dst)); err != nil {
+				c.Close()
+				return nil, err
+			}
+		}
+		return c, nil
+	}
+	clientConf := &tls.Config{RootCAs: e.ca.Pool(), ServerName: "dns.test"}
+	dot := func(local string, src netip.AddrPort) (*dns.Msg, error) {
+		c, err := dial(local, e.tls.DoTAddrs()[0].String(), src)
+		if err != nil {
+			return nil, err
+		}
+		defer c.Close()
+		tc := tls.Client(c, clientConf)
+		tc.SetDeadline(time.Now().Add(2 * time.Second))
+		return exchange(&dns.Conn{Conn: tc}, new(dns.Msg).SetQuestion("www.tiktok.com.", dns.TypeA))
+	}
+	plainTCP := func(local string, src netip.AddrPort) (*dns.Msg, error) {
+		c, err := dial(local, e.addr, src)
+		if err != nil {
+			return nil, err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		return exchange(&dns.Conn{Conn: c}, new(dns.Msg).SetQuestion("www.tiktok.com.", dns.TypeA))
+	}
+	doh := func(local string, src netip.AddrPort) (*dns.Msg, error) {
+		tr := &http.Transport{TLSClientConfig: clientConf, ForceAttemptHTTP2: true,
+			DialContext: func(_ context.Context, _, addr string) (net.Conn, error) { return dial(local, addr, src) }}
+		defer tr.CloseIdleConnections()
+		b, _ := new(dns.Msg).SetQuestion("www.tiktok.com.", dns.TypeA).Pack()
+		url := "https://" + e.tls.DoHAddrs()[0].String() + "/dns-query?dns=" + base64.RawURLEncoding.EncodeToString(b)
+		resp, err := (&http.Client{Transport: tr, Timeout: 2 * time.Second}).Get(url)
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("HTTP %d", resp.StatusCode)
+		}
+		m := new(dns.Msg)
+		return m, m.Unpack(body)
+	}
+	tests := []struct {
+		name         string
+		local        string
+		src          netip.AddrPort
+		wantResolved bool
+		wantRefused  bool
+	}{
+		{name: "header from the balancer", local: "127.0.0.2", src: device, wantResolved: true},
+		{name: "balancer without a header", local: "127.0.0.2", wantRefused: true},
+		{name: "header from another source", local: "127.0.0.1", src: device, wantRefused: true},
+		{name: "direct client", local: "127.0.0.1"},
+	}
+	for _, tr := range []struct {
+		name string
+		ask  func(string, netip.AddrPort) (*dns.Msg, error)
+	}{{"tcp", plainTCP}, {"dot", dot}, {"doh", doh}} {
+		for _, tt := range tests {
+			t.Run(tr.name+"/"+tt.name, func(t *testing.T) {
+				resp, err := tr.ask(tt.local, tt.src)
+				if tt.wantRefused {
+					if err == nil {
+						t.Fatalf("answered (%s), want the connection refused", dns.RcodeToString[resp.Rcode])
+					}
+					return
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := resolved(resp); got != tt.wantResolved {
+					t.Errorf("resolved = %v, want %v:\n%v", got, tt.wantResolved, resp)
+				}
+			})
+		}
+	}
+}
+
+func TestDoQBounds(t *testing.T) {
+	e := startTLSEnvConf(t, func(s string) string {
+		return strings.Replace(s, "[server]\n", "[server]\ntcp_idle_timeout = \"300ms\"\n", 1)
+	}, func(ts *TLSServer) { ts.maxInFlight = 2 })
+
+	t.Run("streams per connection", func(t *testing.T) {
+		c, err := e.dialDoQ(t, "dns.test", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Two streams held open (no query sent yet) take both places.
+		for range 2 {
+			s, err := c.OpenStream()
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Write([]byte{0}) // half a length prefix: the stream exists for the server
+		}
+		var limit *quic.StreamLimitReachedError
+		if _, err := c.OpenStream(); !errors.As(err, &limit) {
+			t.Errorf("third stream: %v, want the stream limit", err)
+		}
+	})
+
+	t.Run("idle timeout", func(t *testing.T) {
+		c, err := e.dialDoQ(t, "dns.test", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := new(dns.Msg).SetQuestion("www.example.test.", dns.TypeA)
+		m.Id = 0
+		if _, err := doqExchange(c, m); err != nil {
+			t.Fatal(err)
+		}
+		if got := testutil.ToFloat64(e.metrics.Connections.WithLabelValues("doq")); got < 1 {
+			t.Fatalf("doq connections %v after a query, want the open one counted", got)
+		}
+		// The server ends it silently (a QUIC idle timeout sends nothing;
+		// quic-go clients wait at least 5 s themselves): watch the gauge.
+		deadline := time.Now().Add(3 * time.Second)
+		for testutil.ToFloat64(e.metrics.Connections.WithLabelValues("doq")) != 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("idle DoQ connection still open after 3s with tcp_idle_timeout 300ms")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
 }

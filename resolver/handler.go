@@ -53,6 +53,8 @@ type Handler struct {
 	shares     upstream.Shares
 	busyLogged atomic.Int64 // UnixNano of the last busyLog
 	shedLogged atomic.Int64 // UnixNano of the last shedLog
+	// ddr holds the SVCB records of the encrypted listeners (ddr.go).
+	ddr atomic.Pointer[[]dns.RR]
 }
 
 // NewHandler returns a handler serving st. The cache c outlives states: a
@@ -151,7 +153,7 @@ func (h *Handler) answer(st *State, req *dns.Msg, client netip.Addr, id *policy.
 	case req.Question[0].Qtype == dns.TypeAXFR, req.Question[0].Qtype == dns.TypeIXFR:
 		return errorReply(req, dns.RcodeRefused), name, d // a forwarder transfers no zones
 	case dnsname.IsSubdomain(name, resolverArpa):
-		return resolverArpaAnswer(req), name, d
+		return h.resolverArpaAnswer(req), name, d
 	}
 	return nil, name, d
 }

@@ -25,6 +25,7 @@ func TestKdigEncrypted(t *testing.T) {
 	dot, _, _ := net.SplitHostPort(e.tls.DoTAddrs()[0].String())
 	_, dotPort, _ := net.SplitHostPort(e.tls.DoTAddrs()[0].String())
 	_, dohPort, _ := net.SplitHostPort(e.tls.DoHAddrs()[0].String())
+	_, doqPort, _ := net.SplitHostPort(e.tls.DoQAddrs()[0].String())
 	tlsArgs := []string{"+tls-ca=" + ca, "+tls-hostname=dns.test"}
 	tests := []struct {
 		name         string
@@ -38,6 +39,10 @@ func TestKdigEncrypted(t *testing.T) {
 		{"https POST", append([]string{"-p", dohPort, "+https"}, tlsArgs...), false},
 		{"https GET ClientID in path", append([]string{"-p", dohPort, "+https=/dns-query/officer-017", "+https-get"}, tlsArgs...), true},
 		{"https POST ClientID in path", append([]string{"-p", dohPort, "+https=/dns-query/officer-017"}, tlsArgs...), true},
+		// +quic after the +tls options, which would select DoT.
+		{"quic", append([]string{"-p", doqPort}, append(tlsArgs, "+quic")...), false},
+		{"quic ClientID in SNI", append([]string{"-p", doqPort}, append(tlsArgs, "+tls-sni=officer-017.dns.test", "+quic")...), true},
+		{"quic client certificate", append([]string{"-p", doqPort}, append(tlsArgs, "+tls-certfile="+certFile, "+tls-keyfile="+keyFile, "+quic")...), true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -54,5 +59,45 @@ func TestKdigEncrypted(t *testing.T) {
 				t.Errorf("kdig %v: want resolved=%v:\n%s", args, tt.wantResolved, s)
 			}
 		})
+	}
+}
+
+func TestDigDDR(t *testing.T) {
+	dig, err := exec.LookPath("dig")
+	if err != nil {
+		t.Fatal("dig is not installed: run `make test-deps` (installs Debian's bind9-dnsutils)")
+	}
+	e := startTLSEnv(t)
+	host, port, _ := net.SplitHostPort(e.addr)
+	args := []string{"@" + host, "-p", port, "+timeout=3", "+tries=1", "_dns.resolver.arpa", "SVCB"}
+	out, err := exec.Command(dig, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("dig %v: %v\n%s", args, err, out)
+	}
+	s := string(out)
+	_, dotPort, _ := net.SplitHostPort(e.tls.DoTAddrs()[0].String())
+	_, dohPort, _ := net.SplitHostPort(e.tls.DoHAddrs()[0].String())
+	_, doqPort, _ := net.SplitHostPort(e.tls.DoQAddrs()[0].String())
+	for _, want := range []string{
+		"status: NOERROR",
+		`1 dns.test. alpn="dot" port=` + dotPort + " ipv4hint=127.0.0.1",
+		`2 dns.test. alpn="h2" port=` + dohPort + ` ipv4hint=127.0.0.1 key7="/dns-query{?dns}"`,
+		`3 dns.test. alpn="doq" port=` + doqPort + " ipv4hint=127.0.0.1",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("dig %v: no %q in\n%s", args, want, s)
+		}
+	}
+	// Other names under resolver.arpa stay NODATA, and none goes upstream.
+	args = []string{"@" + host, "-p", port, "+timeout=3", "+tries=1", "_dns.resolver.arpa", "A"}
+	out, err = exec.Command(dig, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("dig %v: %v\n%s", args, err, out)
+	}
+	if s := string(out); !strings.Contains(s, "status: NOERROR") || !strings.Contains(s, "ANSWER: 0") {
+		t.Errorf("dig %v: want NODATA:\n%s", args, s)
+	}
+	if n := e.upstream.Asked("_dns.resolver.arpa."); n != 0 {
+		t.Errorf("upstream asked %d times for _dns.resolver.arpa", n)
 	}
 }

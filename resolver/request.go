@@ -175,10 +175,10 @@ func anyAnswer(req *dns.Msg) *dns.Msg {
 // 6.4): the upstream would describe itself, not AppFence.
 const resolverArpa = "resolver.arpa"
 
-// resolverArpaAnswer answers a query at or under resolver.arpa with NODATA
-// (AppFence designates no encrypted resolver of its own), with the zone's
-// SOA so that the answer is cached.
-func resolverArpaAnswer(req *dns.Msg) *dns.Msg {
+// resolverArpaNoData answers a query at or under resolver.arpa with NODATA,
+// with the zone's SOA so that the answer is cached (ddr.go answers the
+// discovery query when there are encrypted listeners).
+func resolverArpaNoData(req *dns.Msg) *dns.Msg {
 	resp := new(dns.Msg)
 	resp.SetReply(req)
 	resp.Ns = []dns.RR{&dns.SOA{

@@ -13,10 +13,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 
 	"github.com/appfence/appfence/config"
+	"github.com/appfence/appfence/metrics"
 	"github.com/appfence/appfence/resolver/ratelimit"
 )
 
@@ -85,6 +87,19 @@ type Server struct {
 	loops   sync.WaitGroup // read and accept loops
 	serving sync.WaitGroup // queries and connections being served
 	errs    chan error
+
+	// queries counts the queries received (after checkPacket) on
+	// transport_queries_total; nil: not counted.
+	queries atomic.Pointer[plainQueries]
+}
+
+// plainQueries are the transport_queries_total counters of UDP and TCP.
+type plainQueries struct{ udp, tcp prometheus.Counter }
+
+// CountTransports counts the UDP and TCP queries received on m's
+// transport_queries_total.
+func (s *Server) CountTransports(m *metrics.Transport) {
+	s.queries.Store(&plainQueries{udp: m.Queries.WithLabelValues("udp"), tcp: m.Queries.WithLabelValues("tcp")})
 }
 
 // NewServer returns a server for h; Start binds and serves.

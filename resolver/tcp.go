@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/appfence/appfence/resolver/proxyproto"
 )
 
 var (
@@ -105,7 +108,14 @@ func (s *Server) acceptTCP(l net.Listener) {
 			s.drop(client, errNotAllowed)
 			continue
 		}
-		tc, err := s.admit(c, client)
+		// A balancer of server.tls.proxy_protocol speaks for many clients:
+		// its connections are not bounded per client, and the client is
+		// that of the PROXY header, read by the connection's goroutine.
+		balancer := proxyproto.Trusted(s.settings().TLS.ProxyProtocol, client)
+		if balancer {
+			c = proxyproto.NewConn(c, s.settings().TCPIdleTimeout)
+		}
+		tc, err := s.admit(c, client, balancer)
 		switch {
 		case errors.Is(err, errClosing):
 			c.Close()
@@ -120,8 +130,9 @@ func (s *Server) acceptTCP(l net.Listener) {
 }
 
 // admit gives c a place among the TCP connections, closing the connection
-// idle the longest when all are taken.
-func (s *Server) admit(c net.Conn, client netip.Addr) (*tcpConn, error) {
+// idle the longest when all are taken. A balancer's connections are not
+// bounded per client.
+func (s *Server) admit(c net.Conn, client netip.Addr, balancer bool) (*tcpConn, error) {
 	set := s.settings()
 	key := clientKey(client)
 	s.mu.Lock()
@@ -129,7 +140,7 @@ func (s *Server) admit(c net.Conn, client netip.Addr) (*tcpConn, error) {
 	if s.closing {
 		return nil, errClosing
 	}
-	if s.perClient[key] >= set.MaxTCPConnectionsPerClient {
+	if !balancer && s.perClient[key] >= set.MaxTCPConnectionsPerClient {
 		return nil, errTooManyFromClient
 	}
 	if s.tcpActive.Load() >= int64(set.MaxTCPConnections) {
@@ -225,6 +236,16 @@ func (s *Server) serveTCPConn(tc *tcpConn, client netip.Addr) {
 		c.Close()
 		s.serving.Done()
 	}()
+	if pc, ok := c.(*proxyproto.Conn); ok {
+		if err := pc.Err(); err != nil {
+			s.drop(client, fmt.Errorf("%w: %w", errProxyHeader, err))
+			return
+		}
+		if client = clientAddr(pc.RemoteAddr()); !s.handler.State().Policy.Allowed(client) {
+			s.drop(client, errNotAllowed)
+			return
+		}
+	}
 	r := bufio.NewReaderSize(c, tcpReadBuffer)
 	places := make(chan struct{}, s.maxTCPInFlight)
 	var out []byte
@@ -244,6 +265,9 @@ func (s *Server) serveTCPConn(tc *tcpConn, client netip.Addr) {
 		if err := checkPacket(raw); err != nil {
 			s.drop(client, err)
 			return // not a DNS client: do not read on
+		}
+		if q := s.queries.Load(); q != nil {
+			q.tcp.Inc()
 		}
 		limited := false
 		if rate := s.settings().RateLimit; rate > 0 && !s.limiter.Allow(client, rate, time.Now()) {

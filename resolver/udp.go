@@ -165,6 +165,9 @@ func (s *Server) udpPacket(u udpSocket, raw []byte, peer udpPeer, out []byte, sc
 		s.drop(client, err)
 		return out, false
 	}
+	if q := s.queries.Load(); q != nil {
+		q.udp.Inc()
+	}
 	if rate := s.settings().RateLimit; rate > 0 && !s.limiter.Allow(client, rate, time.Now()) {
 		s.drop(client, errRateLimit)
 		return out, false

@@ -57,11 +57,13 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 	defer d.setQueryLog("") // after the queries in flight are answered
 
 	srv := resolver.NewServer(d.handler, log)
+	transport := metrics.NewTransport(m.Registry)
+	srv.CountTransports(transport)
 	if err := srv.Start(p.Config.Server); err != nil {
 		log.Error("start", "err", err)
 		return 1
 	}
-	tlsSrv := resolver.NewTLSServer(srv, metrics.NewTransport(m.Registry), log)
+	tlsSrv := resolver.NewTLSServer(srv, transport, log)
 	if err := tlsSrv.Start(p.Config.Server.TLS); err != nil {
 		log.Error("start encrypted listeners", "err", err)
 		srv.Shutdown(context.Background())

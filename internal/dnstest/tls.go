@@ -64,10 +64,17 @@ func NewCA(t testing.TB) *CA {
 // ("127.0.0.1").
 func (ca *CA) Issue(t testing.TB, names ...string) tls.Certificate {
 	t.Helper()
+	return ca.IssueServer(t, time.Now().Add(24*time.Hour), names...)
+}
+
+// IssueServer is Issue with a certificate valid until notAfter (in the
+// past for an expired one).
+func (ca *CA) IssueServer(t testing.TB, notAfter time.Time, names ...string) tls.Certificate {
+	t.Helper()
 	tmpl := &x509.Certificate{
 		Subject:     pkix.Name{CommonName: names[0]},
-		NotBefore:   time.Now().Add(-time.Hour),
-		NotAfter:    time.Now().Add(24 * time.Hour),
+		NotBefore:   notAfter.Add(-48 * time.Hour),
+		NotAfter:    notAfter,
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
