@@ -41,6 +41,17 @@ type Metrics struct {
 	LastReloadTime   prometheus.Gauge
 	BuildInfo        *prometheus.GaugeVec // version, goversion
 	QueryLogDropped  prometheus.Counter
+	// QueryLogErrors counts the times the query log file could not be
+	// opened (at start, reload or reopen); QueryLogOK is 1 while the
+	// configured query log is written, 0 while it cannot be.
+	QueryLogErrors prometheus.Counter
+	QueryLogOK     prometheus.Gauge
+	// DnstapDropped and DnstapSent count the exchanges (query and
+	// response) dropped and written to the dnstap collector;
+	// DnstapConnected is 1 while connected to it.
+	DnstapDropped   prometheus.Counter
+	DnstapSent      prometheus.Counter
+	DnstapConnected prometheus.Gauge
 }
 
 // New creates the collectors on a new registry, with the Go and process
@@ -84,8 +95,19 @@ func New(version string) *Metrics {
 		BuildInfo: f.gaugeVec("build_info", "Build information; the value is always 1.", "version", "goversion"),
 		QueryLogDropped: f.counter("querylog_dropped_total",
 			"Query log lines dropped because the log writer could not keep up or could not write them.").WithLabelValues(),
+		QueryLogErrors: f.counter("querylog_open_errors_total",
+			"Times the query log file could not be opened (at start, reload or reopen); queries are answered without it.").WithLabelValues(),
+		QueryLogOK: f.gauge("querylog_ok",
+			"1 while the configured query log is written (or none is configured), 0 while its file cannot be opened."),
+		DnstapDropped: f.counter("dnstap_dropped_total",
+			"Queries whose dnstap messages were dropped: the collector was down, slow or stalled and the buffer full.").WithLabelValues(),
+		DnstapSent: f.counter("dnstap_sent_total",
+			"Queries whose dnstap messages were written to the collector.").WithLabelValues(),
+		DnstapConnected: f.gauge("dnstap_connected",
+			"1 while connected to the dnstap collector."),
 	}
 	m.BuildInfo.WithLabelValues(version, runtime.Version()).Set(1)
+	m.QueryLogOK.Set(1)
 	for _, r := range []string{"success", "failure"} {
 		m.Reloads.WithLabelValues(r)
 	}
