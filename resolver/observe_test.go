@@ -69,13 +69,13 @@ func BenchmarkObserve(b *testing.B) {
 			if tt.parallel {
 				b.RunParallel(func(pb *testing.PB) {
 					for pb.Next() {
-						h.observe(st, &d, client, question{msg: req}, tt.rcode, start)
+						h.observe(st, &d, client, source{transport: "udp"}, question{msg: req}, tt.rcode, start)
 					}
 				})
 				return
 			}
 			for b.Loop() {
-				h.observe(st, &d, client, question{msg: req}, tt.rcode, start)
+				h.observe(st, &d, client, source{transport: "udp"}, question{msg: req}, tt.rcode, start)
 			}
 		})
 	}
@@ -199,6 +199,9 @@ func TestMetricsPerGroup(t *testing.T) {
 type logLine struct {
 	Time       string  `json:"time"`
 	Client     string  `json:"client"`
+	Transport  string  `json:"transport,omitempty"`
+	ClientID   string  `json:"client_id,omitempty"`
+	Cert       string  `json:"cert,omitempty"`
 	Group      string  `json:"group"`
 	Name       string  `json:"name"`
 	Type       string  `json:"type"`
@@ -236,11 +239,11 @@ func readQueryLog(t *testing.T, path string) []logLine {
 // each scope, with and without anonymized clients: every line parsed as
 // JSON and compared field by field.
 func TestQueryLog(t *testing.T) {
-	blocked := logLine{Client: "127.0.0.1", Group: "default", Name: "www.tiktok.com", Type: "AAAA", Action: "blocked", App: "tiktok", Rule: "tiktok.com", Rcode: "NXDOMAIN"}
-	exempted := logLine{Client: "127.0.0.2", Group: "investigators", Name: "www.tiktok.com", Type: "A", Action: "exempted", App: "tiktok", Rule: "tiktok.com", Rcode: "NOERROR"}
-	monitored := logLine{Client: "127.0.0.1", Group: "default", Name: "www.larksuite.com", Type: "A", Action: "monitored", App: "lark", Rule: "larksuite.com", Rcode: "NOERROR"}
-	resolved := logLine{Client: "127.0.0.1", Group: "default", Name: "www.example.test", Type: "TXT", Action: "resolved", Rcode: "NOERROR"}
-	refused := logLine{Client: "127.0.0.3", Group: "default", Name: "www.example.test", Type: "A", Action: "refused", Rcode: "REFUSED"}
+	blocked := logLine{Client: "127.0.0.1", Transport: "udp", Group: "default", Name: "www.tiktok.com", Type: "AAAA", Action: "blocked", App: "tiktok", Rule: "tiktok.com", Rcode: "NXDOMAIN"}
+	exempted := logLine{Client: "127.0.0.2", Transport: "tcp", Group: "investigators", Name: "www.tiktok.com", Type: "A", Action: "exempted", App: "tiktok", Rule: "tiktok.com", Rcode: "NOERROR"}
+	monitored := logLine{Client: "127.0.0.1", Transport: "udp", Group: "default", Name: "www.larksuite.com", Type: "A", Action: "monitored", App: "lark", Rule: "larksuite.com", Rcode: "NOERROR"}
+	resolved := logLine{Client: "127.0.0.1", Transport: "udp", Group: "default", Name: "www.example.test", Type: "TXT", Action: "resolved", Rcode: "NOERROR"}
+	refused := logLine{Client: "127.0.0.3", Transport: "udp", Group: "default", Name: "www.example.test", Type: "A", Action: "refused", Rcode: "REFUSED"}
 	anon := func(l logLine) logLine { l.Client = "127.0.0.0"; return l }
 	tests := []struct {
 		name string
