@@ -238,7 +238,9 @@ func TestInspectCNAMEToTikTokCDN(t *testing.T) {
 	want := []logLine{blocked, blockedTCP, img, exempted, exemptedTCP}
 	// Queries are observed after their answers are sent: lines may change
 	// places.
-	order := func(a, b logLine) int { return strings.Compare(a.Client+a.Name+a.Transport, b.Client+b.Name+b.Transport) }
+	order := func(a, b logLine) int {
+		return strings.Compare(a.Client+a.Name+a.Transport, b.Client+b.Name+b.Transport)
+	}
 	slices.SortFunc(got, order)
 	slices.SortFunc(want, order)
 	if !slices.Equal(got, want) {

@@ -3,20 +3,18 @@ package dnstap
 import (
 	"bytes"
 	"encoding/json"
-	"net"
+	"fmt"
 	"net/netip"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	dnstap "github.com/dnstap/golang-dnstap"
 	"github.com/miekg/dns"
-	"google.golang.org/protobuf/proto"
+
+	"github.com/appfence/appfence/internal/dnstest"
 )
 
 func TestParseTarget(t *testing.T) {
@@ -48,111 +46,6 @@ func TestParseTarget(t *testing.T) {
 			t.Errorf("ParseTarget(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
 		}
 	}
-}
-
-// FstrmCapture is Debian's fstrm_capture receiving dnstap frames into a
-// file, on a Unix socket or TCP.
-type FstrmCapture struct {
-	Target string // for New
-	File   string
-	cmd    *exec.Cmd
-	stderr bytes.Buffer
-}
-
-// StartFstrmCapture starts fstrm_capture in dir, on a Unix socket (tcp
-// false) or on TCP port (tcp true); it skips the test when the binary is
-// missing. It waits until the collector accepts connections.
-func StartFstrmCapture(t testing.TB, dir string, tcp bool, port int) *FstrmCapture {
-	t.Helper()
-	bin, err := exec.LookPath("fstrm_capture")
-	if err != nil {
-		t.Skip("fstrm_capture not installed (Debian package fstrm-bin; scripts/test-deps.sh installs it)")
-	}
-	c := &FstrmCapture{File: filepath.Join(dir, "capture.fstrm")}
-	args := []string{"-t", "protobuf:dnstap.Dnstap", "-w", c.File}
-	var network, addr string
-	if tcp {
-		network, addr = "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		args = append(args, "-a", "127.0.0.1", "-p", strconv.Itoa(port))
-	} else {
-		network, addr = "unix", filepath.Join(dir, "dnstap.sock")
-		os.Remove(addr)
-		args = append(args, "-u", addr)
-	}
-	c.Target = network + ":" + addr
-	c.cmd = exec.Command(bin, args...)
-	c.cmd.Stderr = &c.stderr
-	if err := c.cmd.Start(); err != nil {
-		t.Fatalf("start fstrm_capture: %v", err)
-	}
-	t.Cleanup(func() { c.Stop(t) })
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		// A bare connection is enough to know it listens: a dial without
-		// a handshake is dropped by fstrm_capture and writes nothing.
-		if conn, err := net.DialTimeout(network, addr, time.Second); err == nil {
-			conn.Close()
-			return c
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("fstrm_capture does not listen on %s: %s", c.Target, c.stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// Stop ends fstrm_capture (SIGINT: it closes the file cleanly); it may be
-// called more than once.
-func (c *FstrmCapture) Stop(t testing.TB) {
-	if c.cmd.ProcessState != nil {
-		return
-	}
-	c.cmd.Process.Signal(syscall.SIGCONT)
-	c.cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { c.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		c.cmd.Process.Kill()
-		<-done
-	}
-}
-
-// Pause stops fstrm_capture with SIGSTOP: it holds its connections and
-// reads nothing, a stalled collector. Resume undoes it.
-func (c *FstrmCapture) Pause(t testing.TB) {
-	if err := c.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// Resume continues a paused fstrm_capture.
-func (c *FstrmCapture) Resume(t testing.TB) {
-	if err := c.cmd.Process.Signal(syscall.SIGCONT); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// readFile decodes a Frame Streams file of dnstap messages with
-// golang-dnstap's reader.
-func readFile(t testing.TB, path string) []*dnstap.Dnstap {
-	t.Helper()
-	in, err := dnstap.NewFrameStreamInputFromFilename(path)
-	if err != nil {
-		t.Fatalf("open %s: %v", path, err)
-	}
-	ch := make(chan []byte, 1024)
-	go func() { in.ReadInto(ch); close(ch) }()
-	var out []*dnstap.Dnstap
-	for frame := range ch {
-		m := new(dnstap.Dnstap)
-		if err := proto.Unmarshal(frame, m); err != nil {
-			t.Fatalf("frame: %v", err)
-		}
-		out = append(out, m)
-	}
-	return out
 }
 
 func testMessage(t testing.TB, name string) *Message {
@@ -196,12 +89,7 @@ func TestFstrmCaptureUnixAndTCP(t *testing.T) {
 			name = "tcp"
 		}
 		t.Run(name, func(t *testing.T) {
-			dir := t.TempDir()
-			port := 0
-			if tcp {
-				port = freePort(t)
-			}
-			c := StartFstrmCapture(t, dir, tcp, port)
+			c := dnstest.StartFstrmCapture(t, t.TempDir(), tcp)
 			w, err := New(c.Target, Options{Identity: "test-resolver", Version: "appfence test"})
 			if err != nil {
 				t.Fatal(err)
@@ -212,9 +100,9 @@ func TestFstrmCaptureUnixAndTCP(t *testing.T) {
 			}
 			waitFor(t, "3 messages sent", 10*time.Second, func() bool { return w.Sent() == 3 })
 			w.Close()
-			c.Stop(t)
+			c.Stop()
 
-			msgs := readFile(t, c.File)
+			msgs := dnstest.ReadDnstapFile(t, c.File)
 			if len(msgs) != 6 {
 				t.Fatalf("%d dnstap messages in the file, want 6 (3 queries, 3 responses)", len(msgs))
 			}
@@ -249,7 +137,7 @@ func TestFstrmCaptureUnixAndTCP(t *testing.T) {
 					t.Errorf("message %d: DNS message %v (%v), want %s", i, dmsg.Question, err, names[i/2])
 				}
 			}
-			out := dnstapRead(t, c.File)
+			out := dnstest.DnstapRead(t, c.File)
 			for _, want := range []string{"www.tiktok.com", "example.org", "CLIENT_QUERY", "CLIENT_RESPONSE", "identity: test-resolver", "NXDOMAIN"} {
 				if !strings.Contains(out, want) {
 					t.Errorf("dnstap-read -y has no %q:\n%s", want, out)
@@ -259,27 +147,88 @@ func TestFstrmCaptureUnixAndTCP(t *testing.T) {
 	}
 }
 
-// dnstapRead decodes a dnstap file with BIND's dnstap-read -y.
-func dnstapRead(t testing.TB, path string) string {
-	t.Helper()
-	bin, err := exec.LookPath("dnstap-read")
-	if err != nil {
-		t.Log("dnstap-read not installed (bind9-dnsutils): the file is checked with golang-dnstap only")
-		return ""
-	}
-	out, err := exec.Command(bin, "-y", path).CombinedOutput()
-	if err != nil {
-		t.Fatalf("dnstap-read -y %s: %v\n%s", path, err, out)
-	}
-	return string(out)
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+// TestStalledCollector: Send never blocks while the collector accepts and
+// never reads; what does not fit the buffer is dropped and counted, in the
+// counter given as well.
+func TestStalledCollector(t *testing.T) {
+	c := dnstest.NewStalledCollector(t, t.TempDir())
+	var dropped counter
+	w, err := New(c.Target, Options{Buffer: 4, Timeout: 100 * time.Millisecond, Dropped: &dropped})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	start := time.Now()
+	for range 1000 {
+		w.Send(testMessage(t, "www.tiktok.com."))
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("1000 Sends took %v", took)
+	}
+	if w.Dropped() < 1000-4 || w.Sent() != 0 || w.Connected() {
+		t.Errorf("dropped %d, sent %d, connected %v; want at least 996 dropped, none sent", w.Dropped(), w.Sent(), w.Connected())
+	}
+	waitFor(t, "a connection accepted", 5*time.Second, func() bool { return c.Accepted() > 0 })
+	w.Close()
+	if got := dropped.Load(); got != w.Dropped() || got != 1000 {
+		t.Errorf("counter %d, Dropped %d, want 1000 (the buffered ones dropped at Close)", got, w.Dropped())
+	}
 }
+
+// TestReconnect: the writer reconnects, with backoff, to a collector that
+// was down at first and to one that restarts.
+func TestReconnect(t *testing.T) {
+	dir := t.TempDir()
+	sock := "unix:" + filepath.Join(dir, "dnstap.sock")
+	w, err := New(sock, Options{MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for round := range 2 {
+		c := dnstest.StartFstrmCapture(t, dir, false)
+		if c.Target != sock {
+			t.Fatalf("collector on %s, want %s", c.Target, sock)
+		}
+		waitFor(t, "connected", 10*time.Second, w.Connected)
+		sent := w.Sent()
+		name := fmt.Sprintf("round%d.example.", round)
+		w.Send(testMessage(t, name))
+		waitFor(t, "the message sent", 5*time.Second, func() bool { return w.Sent() > sent })
+		c.Stop()
+		found := false
+		for _, m := range dnstest.ReadDnstapFile(t, c.File) {
+			var msg dns.Msg
+			if msg.Unpack(m.GetMessage().GetQueryMessage()) == nil && len(msg.Question) == 1 && msg.Question[0].Name == name {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("round %d: %s not in the collector's file", round, name)
+		}
+		// The writer notices the collector is gone at its next write.
+		deadline := time.Now().Add(10 * time.Second)
+		for w.Connected() && time.Now().Before(deadline) {
+			w.Send(testMessage(t, "gone.example."))
+			time.Sleep(10 * time.Millisecond)
+		}
+		if w.Connected() {
+			t.Fatal("still connected to a collector that has stopped")
+		}
+	}
+}
+
+// TestCheck: Check succeeds against a collector and fails without one.
+func TestCheck(t *testing.T) {
+	c := dnstest.StartFstrmCapture(t, t.TempDir(), true)
+	if err := Check(c.Target, 2*time.Second); err != nil {
+		t.Errorf("Check(%s) = %v", c.Target, err)
+	}
+	c.Stop()
+	if err := Check(c.Target, 2*time.Second); err == nil || !strings.Contains(err.Error(), "no collector at") {
+		t.Errorf("Check of a stopped collector = %v", err)
+	}
+}
+
+type counter struct{ atomic.Uint64 }
+
+func (c *counter) Add(v float64) { c.Uint64.Add(uint64(v)) }
