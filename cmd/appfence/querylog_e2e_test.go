@@ -75,3 +75,42 @@ func TestServeBadQueryLog(t *testing.T) {
 	}, srv.stderr)
 	srv.stop(t)
 }
+
+// TestServeDnstap runs the binary with [log] dnstap to fstrm_capture: a
+// blocked query reaches the collector with the configured identity, and
+// the metrics count it.
+func TestServeDnstap(t *testing.T) {
+	bin := buildBinary(t)
+	up := dnstest.NewUpstream(t, "www.tiktok.com. 300 IN A 192.0.2.10")
+	silent := dnstest.NewUpstream(t)
+	silent.SetSilent(true)
+	port, mport := freePort(t), freePort(t)
+	dir := t.TempDir()
+	collector := dnstest.StartFstrmCapture(t, dir, false)
+	cfgPath := filepath.Join(dir, "appfence.toml")
+	text := fmt.Sprintf(observeConfig, port, mport, up.Addr, silent.Addr, "", fmt.Sprintf("dnstap = %q\ndnstap_identity = \"dns1\"", collector.Target))
+	if err := os.WriteFile(cfgPath, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr, maddr := fmt.Sprintf("127.0.0.1:%d", port), fmt.Sprintf("127.0.0.1:%d", mport)
+	srv := startServe(t, bin, cfgPath, addr) // its probe queries are tapped too
+	waitFor(t, "connected to the collector", func() bool { return metric(t, maddr, "appfence_dnstap_connected") == 1 }, srv.stderr)
+	resp, err := dnstest.Client{}.Exchange(context.Background(), "udp", addr, dnstest.NewQuery("tapped.tiktok.com.", dns.TypeA, true, false))
+	if err != nil || resp.Rcode != dns.RcodeNameError {
+		t.Fatalf("%v %v, want the block answer", resp, err)
+	}
+	srv.stop(t) // writes what is queued, then ends the stream
+	collector.Stop()
+	var found bool
+	for _, m := range dnstest.ReadDnstapFile(t, collector.File) {
+		var msg dns.Msg
+		if string(m.Identity) == "dns1" && msg.Unpack(m.GetMessage().GetResponseMessage()) == nil &&
+			len(msg.Question) == 1 && msg.Question[0].Name == "tapped.tiktok.com." && msg.Rcode == dns.RcodeNameError &&
+			strings.Contains(string(m.Extra), `"action":"blocked"`) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no CLIENT_RESPONSE for tapped.tiktok.com with identity dns1 in the collector's file\n%s", srv.stderr)
+	}
+}
