@@ -233,4 +233,11 @@ type Log struct {
 	QueryLog         string
 	QueryLogScope    string
 	AnonymizeClients bool
+	// Dnstap is where dnstap frames go: "unix:/path" or "tcp:host:port";
+	// "" is off.
+	Dnstap string
+	// DnstapIdentity and DnstapVersion are the identity and version fields
+	// of the dnstap messages; "" is the host name and "appfence VERSION".
+	DnstapIdentity string
+	DnstapVersion  string
 }

@@ -86,6 +86,8 @@ block = ["facebook"]
 
 [log]
 query_log = "q.log"
+dnstap = "tcp:127.0.0.1:6000"
+dnstap_identity = "resolver-1"
 `
 
 func TestParseFull(t *testing.T) {
@@ -114,6 +116,9 @@ func TestParseFull(t *testing.T) {
 	}
 	if cfg.Blocking.Lists[0] != "/etc/appfence/lists/*.toml" || cfg.Log.QueryLog != "/etc/appfence/q.log" {
 		t.Errorf("relative paths: %v %v", cfg.Blocking.Lists, cfg.Log.QueryLog)
+	}
+	if l := cfg.Log; l.Dnstap != "tcp:127.0.0.1:6000" || l.DnstapIdentity != "resolver-1" || l.DnstapVersion != "" {
+		t.Errorf("dnstap = %q %q %q", l.Dnstap, l.DnstapIdentity, l.DnstapVersion)
 	}
 	if cfg.Blocking.SinkholeIPv4 != netip.MustParseAddr("192.0.2.99") {
 		t.Errorf("sinkhole = %v", cfg.Blocking.SinkholeIPv4)
@@ -183,6 +188,8 @@ func TestParseErrors(t *testing.T) {
 		{"require_cert without certs", "[[group]]\nname = \"a\"\nclient_ids = [\"x\"]\nrequire_cert = true\n", []string{`f.toml:4: group[0].require_cert: group "a" requires a certificate but names none`, `takes no clients or client_ids`}},
 		{"default with client ids", "[[group]]\nname = \"default\"\nclient_ids = [\"x\"]\n", []string{`takes no client_ids, client_certs or require_cert`}},
 		{"bad log level", "[log]\nlevel = \"loud\"\n", []string{`f.toml:2: log.level: "loud"`}},
+		{"dnstap without scheme", "[log]\ndnstap = \"/run/dnstap.sock\"\n", []string{`f.toml:2: log.dnstap: "/run/dnstap.sock": write unix:/path/to.sock or tcp:host:port`}},
+		{"dnstap udp", "[log]\ndnstap = \"udp:127.0.0.1:6000\"\n", []string{`f.toml:2: log.dnstap: "udp:127.0.0.1:6000": the scheme must be unix: or tcp:`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -171,5 +171,8 @@ type rawConfig struct {
 		QueryLog         string `toml:"query_log"`
 		QueryLogScope    string `toml:"query_log_scope"`
 		AnonymizeClients bool   `toml:"anonymize_clients"`
+		Dnstap           string `toml:"dnstap"`
+		DnstapIdentity   string `toml:"dnstap_identity"`
+		DnstapVersion    string `toml:"dnstap_version"`
 	} `toml:"log"`
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/appfence/appfence/internal/dnsname"
 	"github.com/appfence/appfence/internal/iptable"
 	"github.com/appfence/appfence/internal/tomlpos"
+	"github.com/appfence/appfence/querylog/dnstap"
 )
 
 // validator turns a rawConfig into a Config, collecting every problem.
@@ -566,6 +567,12 @@ func (v *validator) log(raw *rawConfig, l *Log) {
 		l.QueryLog = v.path(r.QueryLog)
 	}
 	l.AnonymizeClients = r.AnonymizeClients
+	if r.Dnstap != "" {
+		if _, err := dnstap.ParseTarget(r.Dnstap); err != nil {
+			v.errorf("log.dnstap", "%v", err)
+		}
+	}
+	l.Dnstap, l.DnstapIdentity, l.DnstapVersion = r.Dnstap, r.DnstapIdentity, r.DnstapVersion
 }
 
 // duration parses a Go duration; positive requires it to be more than zero.

@@ -52,6 +52,17 @@ type Metrics struct {
 	// ReloadRuleLoss counts the reloads refused because a blocking app
 	// would have lost more than blocking.max_rule_loss of its rules.
 	ReloadRuleLoss *prometheus.CounterVec // app
+	// QueryLogErrors counts the times the query log file could not be
+	// opened (at start, reload or reopen); QueryLogOK is 1 while the
+	// configured query log is written, 0 while it cannot be.
+	QueryLogErrors prometheus.Counter
+	QueryLogOK     prometheus.Gauge
+	// DnstapDropped and DnstapSent count the exchanges (query and
+	// response) dropped and written to the dnstap collector;
+	// DnstapConnected is 1 while connected to it.
+	DnstapDropped   prometheus.Counter
+	DnstapSent      prometheus.Counter
+	DnstapConnected prometheus.Gauge
 }
 
 // New creates the collectors on a new registry, with the Go and process
@@ -97,6 +108,16 @@ func New(version string) *Metrics {
 		BuildInfo: f.gaugeVec("build_info", "Build information; the value is always 1.", "version", "goversion"),
 		QueryLogDropped: f.counter("querylog_dropped_total",
 			"Query log lines dropped because the log writer could not keep up or could not write them.").WithLabelValues(),
+		QueryLogErrors: f.counter("querylog_open_errors_total",
+			"Times the query log file could not be opened (at start, reload or reopen); queries are answered without it.").WithLabelValues(),
+		QueryLogOK: f.gauge("querylog_ok",
+			"1 while the configured query log is written (or none is configured), 0 while its file cannot be opened."),
+		DnstapDropped: f.counter("dnstap_dropped_total",
+			"Queries whose dnstap messages were dropped: the collector was down, slow or stalled and the buffer full.").WithLabelValues(),
+		DnstapSent: f.counter("dnstap_sent_total",
+			"Queries whose dnstap messages were written to the collector.").WithLabelValues(),
+		DnstapConnected: f.gauge("dnstap_connected",
+			"1 while connected to the dnstap collector."),
 	}
 	m.UpstreamShed = f.counter("upstream_shed_total",
 		"Queries answered SERVFAIL without an upstream query because their client or their zone had its share of upstream queries in flight, by reason (client, zone).",
@@ -108,6 +129,7 @@ func New(version string) *Metrics {
 		"Reloads refused because a blocked app would have lost more than blocking.max_rule_loss of its rules, by app.",
 		"app")
 	m.BuildInfo.WithLabelValues(version, runtime.Version()).Set(1)
+	m.QueryLogOK.Set(1)
 	for _, r := range []string{"success", "failure"} {
 		m.Reloads.WithLabelValues(r)
 	}

@@ -13,12 +13,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -33,7 +36,15 @@ import (
 type Entry struct {
 	Time   time.Time
 	Client netip.Addr
-	Group  string
+	// Transport is how the query came: "udp", "tcp", "dot", "doh" or
+	// "doq".
+	Transport string
+	// ClientID is the ClientID the client sent (DoT, DoH, DoQ), and Cert
+	// the name of its verified client certificate (a DNS SAN, else its CN,
+	// else "sha256:" and its hash); "" when there is none.
+	ClientID string
+	Cert     string
+	Group    string
 	// Name is the query name as received (presentation format); the line
 	// has it in canonical form.
 	Name   string
@@ -50,12 +61,16 @@ type Entry struct {
 	Duration time.Duration
 }
 
-// line is the JSON form of an Entry, in the order of SPEC.md; via and found
-// (AppFence's addition) only when the rule was not found through the query
-// name.
+// line is the JSON form of an Entry, in the order of SPEC.md; transport
+// (always set by the resolver), client_id and cert when known; via and
+// found (AppFence's addition) only when the rule was not found through the
+// query name.
 type line struct {
 	Time       string  `json:"time"`
 	Client     string  `json:"client"`
+	Transport  string  `json:"transport,omitempty"`
+	ClientID   string  `json:"client_id,omitempty"`
+	Cert       string  `json:"cert,omitempty"`
 	Group      string  `json:"group"`
 	Name       string  `json:"name"`
 	Type       string  `json:"type"`
@@ -84,6 +99,9 @@ func (e *Entry) line() line {
 	return line{
 		Time:       e.Time.UTC().Format(timeFormat),
 		Client:     client,
+		Transport:  e.Transport,
+		ClientID:   e.ClientID,
+		Cert:       e.Cert,
 		Group:      e.Group,
 		Name:       dnsname.Canonical(e.Name),
 		Type:       typ,
@@ -196,6 +214,48 @@ func openFile(path string) (*os.File, error) {
 	}
 	return f, nil
 }
+
+// CheckPath reports whether a query log could be opened at path, without
+// creating or changing anything: "" (off) and "-" (standard output) can
+// always be; an existing file must open for writing, and a missing one
+// needs a directory to be created in. It is what `appfence check` warns
+// with: serve answers queries without a query log it cannot open.
+func CheckPath(path string) error {
+	if path == "" || path == "-" {
+		return nil
+	}
+	fi, err := os.Stat(path)
+	switch {
+	case err == nil && fi.IsDir():
+		return fmt.Errorf("query log: %s is a directory", path)
+	case err == nil:
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			return fmt.Errorf("query log: %w", err)
+		}
+		return f.Close()
+	case !errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("query log: %w", err)
+	}
+	dir := filepath.Dir(path)
+	di, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("query log: directory: %w", err)
+	}
+	if !di.IsDir() {
+		return fmt.Errorf("query log: %s is not a directory", dir)
+	}
+	if err := syscall.Access(dir, accessWrite|accessExec); err != nil {
+		return fmt.Errorf("query log: cannot create files in %s: %w", dir, err)
+	}
+	return nil
+}
+
+// access(2) modes.
+const (
+	accessWrite = 0x2
+	accessExec  = 0x1
+)
 
 // Path returns the file the logger writes to, "-" for standard output, or
 // "" for a writer given to New.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -44,6 +45,12 @@ func TestLine(t *testing.T) {
 			map[string]any{"time": "2026-11-22T14:37:37.123Z", "client": "10.1.2.0", "group": "default", "name": "www.example.test",
 				"type": "A", "action": "blocked", "app": "tiktok", "rule": "tiktokv.com", "via": "cname", "found": "tiktokv.com.edgekey.net",
 				"rcode": "NXDOMAIN", "duration_ms": 0.05}},
+		{"encrypted transport with identity", Entry{Time: when, Client: netip.MustParseAddr("10.1.2.3"), Transport: "doh", ClientID: "phone-17",
+			Cert: "phone-17.devices.example", Group: "investigators", Name: "www.tiktok.com.", Type: dns.TypeAAAA, Action: "allowed", App: "tiktok",
+			Rule: "tiktok.com", Rcode: dns.RcodeSuccess, Duration: 2 * time.Millisecond},
+			map[string]any{"time": "2026-11-22T14:37:37.123Z", "client": "10.1.2.3", "transport": "doh", "client_id": "phone-17",
+				"cert": "phone-17.devices.example", "group": "investigators", "name": "www.tiktok.com", "type": "AAAA", "action": "allowed",
+				"app": "tiktok", "rule": "tiktok.com", "rcode": "NOERROR", "duration_ms": 2.0}},
 		{"no question", Entry{Time: when, Client: netip.MustParseAddr("127.0.0.1"), Group: "default", Action: "resolved", Rcode: dns.RcodeFormatError},
 			map[string]any{"time": "2026-11-22T14:37:37.123Z", "client": "127.0.0.1", "group": "default", "name": "",
 				"type": "", "action": "resolved", "app": "", "rule": "", "rcode": "FORMERR", "duration_ms": 0.0}},
@@ -232,6 +239,35 @@ func TestOpenError(t *testing.T) {
 	_, err := Open(filepath.Join(t.TempDir(), "missing", "query.log"), Options{})
 	if err == nil || !strings.Contains(err.Error(), "query log") {
 		t.Errorf("Open in a missing directory: %v, want a query log error", err)
+	}
+}
+
+func TestCheckPath(t *testing.T) {
+	dir := t.TempDir()
+	existing := filepath.Join(dir, "query.log")
+	if err := os.WriteFile(existing, nil, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		path    string
+		wantErr string
+	}{
+		{path: ""},
+		{path: "-"},
+		{path: existing},
+		{path: filepath.Join(dir, "new.log")},
+		{path: dir, wantErr: "is a directory"},
+		{path: filepath.Join(dir, "missing", "query.log"), wantErr: "directory"},
+		{path: filepath.Join(existing, "query.log"), wantErr: "not a directory"},
+	}
+	for _, tt := range tests {
+		err := CheckPath(tt.path)
+		if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+			t.Errorf("CheckPath(%q) = %v, want error %q", tt.path, err, tt.wantErr)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "new.log")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("CheckPath created the file: %v", err)
 	}
 }
 

@@ -349,7 +349,7 @@ func (t *TLSServer) answer(transport string, raw []byte, client netip.Addr, w *e
 	if req == nil {
 		return false
 	}
-	w.req = req
+	w.req, w.proto = req, transport
 	if rate := t.settings().RateLimit; rate > 0 && !s.limiter.Allow(client, rate, time.Now()) {
 		s.handler.refuse(w, req, client)
 		return true
@@ -406,10 +406,12 @@ type encWriter struct {
 	local, remote net.Addr
 	id            policy.Identity
 	req           *dns.Msg
+	proto         string // the transport: "dot", "doh" or "doq"
 	send          func([]byte) error
 }
 
 func (w *encWriter) identity() *policy.Identity { return &w.id }
+func (w *encWriter) transport() string          { return w.proto }
 
 func (w *encWriter) WriteMsg(m *dns.Msg) error {
 	b, err := padded(m)

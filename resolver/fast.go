@@ -39,6 +39,11 @@ type fastScratch struct {
 // true. It returns false, having counted and answered nothing, when the
 // query must go through ServeDNS.
 func (h *Handler) serveWire(raw []byte, client netip.Addr, udp bool, out []byte, s *fastScratch) ([]byte, bool) {
+	if h.dnstap.Load() != nil {
+		// dnstap reports the ports and the local address, which the fast
+		// path does not have: every query takes ServeDNS (observe.go).
+		return out, false
+	}
 	start := time.Now()
 	var q wireQuery
 	if !parseWire(raw, &q, s.name[:0]) {
@@ -68,7 +73,11 @@ func (h *Handler) serveWire(raw []byte, client netip.Addr, udp bool, out []byte,
 	if !ok {
 		return out, false
 	}
-	h.observe(st, &d, client, question{raw: raw}, int(reply[len(out)+3]&0xF), start)
+	src := source{transport: "tcp"}
+	if udp {
+		src.transport = "udp"
+	}
+	h.observe(st, &d, client, src, question{raw: raw}, int(reply[len(out)+3]&0xF), start)
 	return reply, true
 }
 

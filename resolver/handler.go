@@ -15,6 +15,7 @@ import (
 	"github.com/appfence/appfence/internal/dnsname"
 	"github.com/appfence/appfence/metrics"
 	"github.com/appfence/appfence/querylog"
+	"github.com/appfence/appfence/querylog/dnstap"
 	"github.com/appfence/appfence/resolver/cache"
 	"github.com/appfence/appfence/resolver/policy"
 	"github.com/appfence/appfence/resolver/upstream"
@@ -43,6 +44,7 @@ type Handler struct {
 	cache       *cache.Cache
 	metrics     *metrics.Metrics
 	querylog    atomic.Pointer[querylog.Logger]
+	dnstap      atomic.Pointer[dnstap.Writer]
 	log         *slog.Logger
 	// buffers hold the replies built from cache entries (*[]byte).
 	buffers sync.Pool
@@ -92,12 +94,13 @@ func (h *Handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	start := time.Now()
 	_, udp := w.RemoteAddr().(*net.UDPAddr)
 	client := clientAddr(w.RemoteAddr())
-	var id *policy.Identity
-	if iw, ok := w.(identified); ok {
-		id = iw.identity()
+	src := sourceOf(w, udp)
+	tw := h.tapWriter(w)
+	if tw != nil {
+		w = tw
 	}
 	st := h.state.Load()
-	resp, name, d := h.answer(st, req, client, id)
+	resp, name, d := h.answer(st, req, client, src.id)
 	var rcode int
 	switch {
 	case resp == nil && req.Question[0].Qtype == dns.TypeANY:
@@ -107,7 +110,8 @@ func (h *Handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	default:
 		rcode = h.write(w, req, resp, udp, blockEDE(st.Policy, &d))
 	}
-	h.observe(st, &d, client, question{msg: req}, rcode, start)
+	h.observe(st, &d, client, src, question{msg: req}, rcode, start)
+	tw.send(&d, src, req, start)
 }
 
 // refuse answers req with REFUSED without deciding it: a TCP query over
@@ -115,19 +119,23 @@ func (h *Handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 func (h *Handler) refuse(w dns.ResponseWriter, req *dns.Msg, client netip.Addr) {
 	start := time.Now()
 	st := h.state.Load()
-	rcode := h.write(w, req, errorReply(req, dns.RcodeRefused), false, nil)
-	var id *policy.Identity
-	if iw, ok := w.(identified); ok {
-		id = iw.identity()
+	src := sourceOf(w, false)
+	tw := h.tapWriter(w)
+	if tw != nil {
+		w = tw
 	}
-	d := policy.Decision{Action: policy.ActionRefuse, Group: st.Policy.GroupFor(client, id)}
-	h.observe(st, &d, client, question{msg: req}, rcode, start)
+	rcode := h.write(w, req, errorReply(req, dns.RcodeRefused), false, nil)
+	d := policy.Decision{Action: policy.ActionRefuse, Group: st.Policy.GroupFor(client, src.id)}
+	h.observe(st, &d, client, src, question{msg: req}, rcode, start)
+	tw.send(&d, src, req, start)
 }
 
 // identified is a dns.ResponseWriter of an encrypted transport, which
-// knows more of the client than its address (identity.go).
+// knows more of the client than its address (identity.go), and its
+// transport.
 type identified interface {
 	identity() *policy.Identity
+	transport() string
 }
 
 // answer decides. It returns the reply of a query answered here (refused,
@@ -295,7 +303,15 @@ func (h *Handler) fetch(st *State, req *dns.Msg, name string, client netip.Addr)
 		defer h.upstreamPlaces.give()
 		ctx, cancel := context.WithTimeout(ctx, upstreamBudget)
 		defer cancel()
+		dt := h.dnstap.Load()
+		var start time.Time
+		if dt != nil {
+			start = time.Now()
+		}
 		resp, err := st.Upstream.Exchange(ctx, q, name)
+		if dt != nil {
+			tapForwarder(dt, q, resp, start) // what the upstream sent
+		}
 		if err == nil {
 			resp = upstreamAnswer(q, resp, nil)
 		}

@@ -222,21 +222,25 @@ func TestInspectCNAMEToTikTokCDN(t *testing.T) {
 		t.Errorf("queries %v, want default/blocked 3 and investigators/exempted 2", queries)
 	}
 
-	blocked := logLine{Client: "127.0.0.1", Group: "default", Name: "video.example.test", Type: "A", Action: "blocked",
+	blocked := logLine{Client: "127.0.0.1", Transport: "udp", Group: "default", Name: "video.example.test", Type: "A", Action: "blocked",
 		App: "tiktok", Rule: "tiktokv.com.edgekey.net", Via: "cname", Found: "tiktokv.com.edgekey.net", Rcode: "NXDOMAIN"}
 	exempted := blocked
 	exempted.Client, exempted.Group, exempted.Action, exempted.Rcode = "127.0.0.2", "investigators", "exempted", "NOERROR"
-	img := logLine{Client: "127.0.0.1", Group: "default", Name: "img.example.test", Type: "A", Action: "blocked",
+	blockedTCP, exemptedTCP := blocked, exempted
+	blockedTCP.Transport, exemptedTCP.Transport = "tcp", "tcp"
+	img := logLine{Client: "127.0.0.1", Transport: "udp", Group: "default", Name: "img.example.test", Type: "A", Action: "blocked",
 		App: "tiktok", Rule: "tiktokcdn.com", Via: "cname", Found: "p16-sign-va.tiktokcdn.com", Rcode: "NXDOMAIN"}
 	var got []logLine
 	for _, l := range readQueryLog(t, logPath) {
 		l.Time, l.DurationMS = "", 0
 		got = append(got, l)
 	}
-	want := []logLine{blocked, blocked, img, exempted, exempted}
+	want := []logLine{blocked, blockedTCP, img, exempted, exemptedTCP}
 	// Queries are observed after their answers are sent: lines may change
 	// places.
-	order := func(a, b logLine) int { return strings.Compare(a.Client+a.Name, b.Client+b.Name) }
+	order := func(a, b logLine) int {
+		return strings.Compare(a.Client+a.Name+a.Transport, b.Client+b.Name+b.Transport)
+	}
 	slices.SortFunc(got, order)
 	slices.SortFunc(want, order)
 	if !slices.Equal(got, want) {

@@ -2,6 +2,7 @@ package resolver
 
 import (
 	"encoding/binary"
+	"net"
 	"net/netip"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 
 	"github.com/appfence/appfence/metrics"
 	"github.com/appfence/appfence/querylog"
+	"github.com/appfence/appfence/querylog/dnstap"
 	"github.com/appfence/appfence/resolver/policy"
 )
 
@@ -43,9 +45,57 @@ func (h *Handler) install(st *State) {
 	st.obs = o
 }
 
+// source is how a query came: its transport and, on the encrypted
+// transports, the client's identity (nil on UDP and TCP).
+type source struct {
+	transport string // "udp", "tcp", "dot", "doh" or "doq"
+	id        *policy.Identity
+}
+
+// sourceOf returns the source of a query answered through w; udp says
+// whether it came over UDP.
+func sourceOf(w dns.ResponseWriter, udp bool) source {
+	src := source{transport: "tcp"}
+	if udp {
+		src.transport = "udp"
+	}
+	if iw, ok := w.(identified); ok {
+		src.id = iw.identity()
+		if t := iw.transport(); t != "" {
+			src.transport = t
+		}
+	}
+	return src
+}
+
+// clientID returns the ClientID of the source, or "".
+func (s source) clientID() string {
+	if s.id == nil {
+		return ""
+	}
+	return s.id.ClientID
+}
+
+// cert returns the name the source's verified certificate is logged by:
+// its first DNS SAN, else its CN, else its SHA-256 (certNames puts the
+// hash first); "" without a certificate.
+func (s source) cert() string {
+	if s.id == nil {
+		return ""
+	}
+	switch n := s.id.CertNames; len(n) {
+	case 0:
+		return ""
+	case 1:
+		return n[0]
+	default:
+		return n[1]
+	}
+}
+
 // observe records an answered query in the metrics and the query log. It
 // only reads the decision and the reply: observers never steer.
-func (h *Handler) observe(st *State, d *policy.Decision, client netip.Addr, q question, rcode int, start time.Time) {
+func (h *Handler) observe(st *State, d *policy.Decision, client netip.Addr, src source, q question, rcode int, start time.Time) {
 	took := time.Since(start)
 	o := st.obs
 	if o.series != nil {
@@ -59,11 +109,14 @@ func (h *Handler) observe(st *State, d *policy.Decision, client netip.Addr, q qu
 		client = querylog.Anonymize(client)
 	}
 	e := querylog.Entry{
-		Time:     start,
-		Client:   client,
-		Action:   d.Action.String(),
-		Rcode:    rcode,
-		Duration: took,
+		Time:      start,
+		Client:    client,
+		Transport: src.transport,
+		ClientID:  src.clientID(),
+		Cert:      src.cert(),
+		Action:    d.Action.String(),
+		Rcode:     rcode,
+		Duration:  took,
 	}
 	if d.Group != nil {
 		e.Group = d.Group.Name
@@ -98,6 +151,113 @@ func (q question) nameType() (string, uint16) {
 		return "", 0
 	}
 	return name, binary.BigEndian.Uint16(q.raw[off:])
+}
+
+// SetDnstap makes the handler send every query to the dnstap writer dt
+// (nil: no dnstap) and returns the writer it used before, which the caller
+// closes. While dnstap is on, every query is answered through ServeDNS,
+// which knows the ports and the local address the messages carry, not the
+// fast path.
+func (h *Handler) SetDnstap(dt *dnstap.Writer) *dnstap.Writer {
+	return h.dnstap.Swap(dt)
+}
+
+// tapWriter is the dns.ResponseWriter of a query while dnstap is on: it
+// keeps the reply for the CLIENT_RESPONSE message. The methods of the
+// writer it wraps (identified) are read before wrapping (sourceOf).
+type tapWriter struct {
+	dns.ResponseWriter
+	dt  *dnstap.Writer
+	msg *dns.Msg // the reply given to WriteMsg; nothing changes it after
+	raw []byte   // or a copy of the packed reply given to Write
+}
+
+// tapWriter returns w wrapped to keep its reply when dnstap is on, or nil
+// (without allocating) when it is off.
+func (h *Handler) tapWriter(w dns.ResponseWriter) *tapWriter {
+	dt := h.dnstap.Load()
+	if dt == nil {
+		return nil
+	}
+	return &tapWriter{ResponseWriter: w, dt: dt}
+}
+
+func (w *tapWriter) WriteMsg(m *dns.Msg) error {
+	w.msg, w.raw = m, nil
+	return w.ResponseWriter.WriteMsg(m)
+}
+
+// Write copies b: it is a buffer of the handler's pool.
+func (w *tapWriter) Write(b []byte) (int, error) {
+	w.msg, w.raw = nil, append([]byte(nil), b...)
+	return w.ResponseWriter.Write(b)
+}
+
+// send queues the CLIENT_QUERY and CLIENT_RESPONSE messages of req,
+// answered as d decided; a nil w (dnstap off) does nothing. req and the
+// reply are packed by the dnstap writer: nothing changes them once
+// answered.
+func (w *tapWriter) send(d *policy.Decision, src source, req *dns.Msg, start time.Time) {
+	if w == nil {
+		return
+	}
+	m := dnstap.Message{
+		Kind:         dnstap.Client,
+		Transport:    src.transport,
+		Client:       addrPort(w.RemoteAddr()),
+		Server:       addrPort(w.LocalAddr()),
+		QueryTime:    start,
+		ResponseTime: time.Now(),
+		QueryMsg:     req,
+		Response:     w.raw,
+		ResponseMsg:  w.msg,
+		Decision: dnstap.Decision{
+			Action:   d.Action.String(),
+			App:      d.App(),
+			Rule:     d.Match.Rule,
+			Via:      d.Via.String(),
+			Found:    d.Found,
+			ClientID: src.clientID(),
+			Cert:     src.cert(),
+		},
+	}
+	if d.Group != nil {
+		m.Decision.Group = d.Group.Name
+	}
+	w.dt.Send(&m)
+}
+
+// tapForwarder queues the FORWARDER_QUERY and FORWARDER_RESPONSE messages
+// of an upstream exchange started at start (resp nil: it failed). Both are
+// packed here: the cache shares resp with other queries once it returns.
+func tapForwarder(dt *dnstap.Writer, q, resp *dns.Msg, start time.Time) {
+	m := dnstap.Message{Kind: dnstap.Forwarder, QueryTime: start, ResponseTime: time.Now()}
+	var err error
+	if m.Query, err = q.Pack(); err != nil {
+		return
+	}
+	if resp != nil {
+		m.Response, _ = resp.Pack()
+	}
+	dt.Send(&m)
+}
+
+// addrPort returns the address and port of a, IPv4-mapped addresses
+// unmapped; the zero AddrPort when a has none.
+func addrPort(a net.Addr) netip.AddrPort {
+	var ap netip.AddrPort
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		ap = a.AddrPort()
+	case *net.TCPAddr:
+		ap = a.AddrPort()
+	default:
+		if a == nil {
+			return netip.AddrPort{}
+		}
+		ap, _ = netip.ParseAddrPort(a.String())
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
 // SetQueryLog makes the handler log queries to l (nil: no query log) and

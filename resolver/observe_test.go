@@ -1,7 +1,9 @@
 package resolver
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -69,13 +71,13 @@ func BenchmarkObserve(b *testing.B) {
 			if tt.parallel {
 				b.RunParallel(func(pb *testing.PB) {
 					for pb.Next() {
-						h.observe(st, &d, client, question{msg: req}, tt.rcode, start)
+						h.observe(st, &d, client, source{transport: "udp"}, question{msg: req}, tt.rcode, start)
 					}
 				})
 				return
 			}
 			for b.Loop() {
-				h.observe(st, &d, client, question{msg: req}, tt.rcode, start)
+				h.observe(st, &d, client, source{transport: "udp"}, question{msg: req}, tt.rcode, start)
 			}
 		})
 	}
@@ -199,6 +201,9 @@ func TestMetricsPerGroup(t *testing.T) {
 type logLine struct {
 	Time       string  `json:"time"`
 	Client     string  `json:"client"`
+	Transport  string  `json:"transport,omitempty"`
+	ClientID   string  `json:"client_id,omitempty"`
+	Cert       string  `json:"cert,omitempty"`
 	Group      string  `json:"group"`
 	Name       string  `json:"name"`
 	Type       string  `json:"type"`
@@ -236,11 +241,11 @@ func readQueryLog(t *testing.T, path string) []logLine {
 // each scope, with and without anonymized clients: every line parsed as
 // JSON and compared field by field.
 func TestQueryLog(t *testing.T) {
-	blocked := logLine{Client: "127.0.0.1", Group: "default", Name: "www.tiktok.com", Type: "AAAA", Action: "blocked", App: "tiktok", Rule: "tiktok.com", Rcode: "NXDOMAIN"}
-	exempted := logLine{Client: "127.0.0.2", Group: "investigators", Name: "www.tiktok.com", Type: "A", Action: "exempted", App: "tiktok", Rule: "tiktok.com", Rcode: "NOERROR"}
-	monitored := logLine{Client: "127.0.0.1", Group: "default", Name: "www.larksuite.com", Type: "A", Action: "monitored", App: "lark", Rule: "larksuite.com", Rcode: "NOERROR"}
-	resolved := logLine{Client: "127.0.0.1", Group: "default", Name: "www.example.test", Type: "TXT", Action: "resolved", Rcode: "NOERROR"}
-	refused := logLine{Client: "127.0.0.3", Group: "default", Name: "www.example.test", Type: "A", Action: "refused", Rcode: "REFUSED"}
+	blocked := logLine{Client: "127.0.0.1", Transport: "udp", Group: "default", Name: "www.tiktok.com", Type: "AAAA", Action: "blocked", App: "tiktok", Rule: "tiktok.com", Rcode: "NXDOMAIN"}
+	exempted := logLine{Client: "127.0.0.2", Transport: "tcp", Group: "investigators", Name: "www.tiktok.com", Type: "A", Action: "exempted", App: "tiktok", Rule: "tiktok.com", Rcode: "NOERROR"}
+	monitored := logLine{Client: "127.0.0.1", Transport: "udp", Group: "default", Name: "www.larksuite.com", Type: "A", Action: "monitored", App: "lark", Rule: "larksuite.com", Rcode: "NOERROR"}
+	resolved := logLine{Client: "127.0.0.1", Transport: "udp", Group: "default", Name: "www.example.test", Type: "TXT", Action: "resolved", Rcode: "NOERROR"}
+	refused := logLine{Client: "127.0.0.3", Transport: "udp", Group: "default", Name: "www.example.test", Type: "A", Action: "refused", Rcode: "REFUSED"}
 	anon := func(l logLine) logLine { l.Client = "127.0.0.0"; return l }
 	tests := []struct {
 		name string
@@ -330,5 +335,63 @@ func TestSwapReplacesSeries(t *testing.T) {
 	apps := fams.Values("appfence_app_queries_total", "group", "app", "action")
 	if apps["default/tiktok/blocked"] != 1 || apps["press/lark/monitored"] != 0 || len(apps) != 18 {
 		t.Errorf("app series after the swap: %v, want default and press × tiktok, lark and encrypted-dns × 3 actions", apps)
+	}
+}
+
+// TestQueryLogIdentity: queries over DoT and DoH are logged with their
+// transport, the ClientID the client sent and its certificate's name.
+func TestQueryLogIdentity(t *testing.T) {
+	e := startTLSEnv(t)
+	path := filepath.Join(t.TempDir(), "query.log")
+	ql, err := querylog.Open(path, querylog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.handler.SetQueryLog(ql)
+	phone := e.ca.IssueClient(t, "phone-1.devices.test", time.Now().Add(time.Hour))
+
+	for _, dot := range []struct {
+		sni  string
+		cert *tls.Certificate
+	}{{"officer-017.dns.test", nil}, {"dns.test", &phone}} {
+		c, err := e.dialDoT(t, dot.sni, dot.cert)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := exchange(c, new(dns.Msg).SetQuestion("www.tiktok.com.", dns.TypeA)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q := packQuery(t, "www.tiktok.com.", true)
+	resp, err := e.dohClient(true, nil).Post(e.dohURL("/dns-query/officer-017"), "application/dns-message", bytes.NewReader(q))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	waitObserved(t, e.env, 3)
+	e.handler.SetQueryLog(nil)
+	if err := ql.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	exempted := logLine{Client: "127.0.0.1", Group: "investigators", Name: "www.tiktok.com", Type: "A", Action: "exempted",
+		App: "tiktok", Rule: "tiktok.com", Rcode: "NOERROR"}
+	byID, byCert, byDoH := exempted, exempted, exempted
+	byID.Transport, byID.ClientID = "dot", "officer-017"
+	byCert.Transport, byCert.Cert, byCert.Group = "dot", "phone-1.devices.test", "certified"
+	byDoH.Transport, byDoH.ClientID = "doh", "officer-017"
+	var got []logLine
+	for _, l := range readQueryLog(t, path) {
+		l.Time, l.DurationMS = "", 0
+		got = append(got, l)
+	}
+	want := []logLine{byID, byCert, byDoH}
+	order := func(a, b logLine) int {
+		return strings.Compare(a.Transport+a.ClientID+a.Cert, b.Transport+b.ClientID+b.Cert)
+	}
+	slices.SortFunc(got, order)
+	slices.SortFunc(want, order)
+	if !slices.Equal(got, want) {
+		t.Errorf("query log:\n got %+v\nwant %+v", got, want)
 	}
 }

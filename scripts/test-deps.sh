@@ -6,13 +6,16 @@
 # its own: nothing is applied to the machine), and systemd-analyze
 # (systemd), which checks the systemd unit offline, and kdig
 # (knot-dnsutils), the independent DoT and DoH client of the encrypted
-# listeners' tests, and gcc with OpenSSL's headers (gcc, libc6-dev,
-# libssl-dev), which build ISC's genreport for the conformance test
-# (cmd/conformance).
+# listeners' tests, fstrm_capture (fstrm-bin) with dnstap-read
+# (bind9-dnsutils), the dnstap collector and decoder of the dnstap tests,
+# and gcc with OpenSSL's headers (gcc, libc6-dev, libssl-dev), which build
+# ISC's genreport for the conformance test (cmd/conformance).
 # Uses apt-get when it can (root, Debian/Ubuntu); otherwise says what to install.
 set -eu
 missing=""
-command -v dig >/dev/null 2>&1 || missing="$missing bind9-dnsutils"
+# dig and dnstap-read are both in bind9-dnsutils.
+{ command -v dig >/dev/null 2>&1 && command -v dnstap-read >/dev/null 2>&1; } || missing="$missing bind9-dnsutils"
+command -v fstrm_capture >/dev/null 2>&1 || missing="$missing fstrm-bin"
 command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
 command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing="$missing nftables"
 command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"

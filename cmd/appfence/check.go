@@ -16,6 +16,8 @@ import (
 	"github.com/appfence/appfence/blocklists"
 	"github.com/appfence/appfence/blocklists/remote"
 	"github.com/appfence/appfence/config"
+	"github.com/appfence/appfence/querylog"
+	"github.com/appfence/appfence/querylog/dnstap"
 	"github.com/appfence/appfence/reload"
 	"github.com/appfence/appfence/resolver/policy"
 )
@@ -60,7 +62,7 @@ type checkSource struct {
 // checkWarning is a problem that does not make the configuration invalid.
 type checkWarning struct {
 	// Kind is one of: list, policy, unused-app, conflict, idle-allow,
-	// nested-group.
+	// nested-group, query-log, dnstap.
 	Kind    string `json:"kind"`
 	Message string `json:"message"` // starts with file:line where there is one
 }
@@ -184,7 +186,18 @@ func summarize(rep *checkReport, p *policy.Policy) {
 	for _, w := range nestedGroups(p) {
 		warn("nested-group", "%s", w)
 	}
+	if err := querylog.CheckPath(p.Config.Log.QueryLog); err != nil {
+		warn("query-log", "log.query_log: %v: serve answers queries without a query log (appfence_querylog_ok 0) until it can be opened", err)
+	}
+	if t := p.Config.Log.Dnstap; t != "" {
+		if err := dnstap.Check(t, dnstapCheckTimeout); err != nil {
+			warn("dnstap", "log.dnstap: %v: serve drops the dnstap messages (appfence_dnstap_dropped_total) until the collector is up", err)
+		}
+	}
 }
+
+// dnstapCheckTimeout bounds check's connection to the dnstap collector.
+const dnstapCheckTimeout = 2 * time.Second
 
 // sources describes every list the apps import.
 func sources(p *policy.Policy) []checkSource {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/appfence/appfence/internal/dnstest"
 )
 
 // writeTree writes files (path relative to a new directory -> content) and
@@ -218,5 +221,41 @@ func TestCheckRemoteSources(t *testing.T) {
 	code, out, _ = runCheck(t, dir)
 	if got := row(out, srv.URL, 8); code != 0 || len(got) != 8 || got[3] != "1" {
 		t.Errorf("from the cache: exit %d\n%s", code, out)
+	}
+}
+
+// TestCheckQueryLogAndDnstap: a query log that cannot be opened and a
+// dnstap socket without a collector are warnings, not errors (serve runs
+// without them); a collector that answers is no warning.
+func TestCheckQueryLogAndDnstap(t *testing.T) {
+	dir := writeTree(t, map[string]string{"appfence.toml": "[upstream]\nservers = [\"127.0.0.1:53\"]\n"})
+	collector := dnstest.StartFstrmCapture(t, dir, false)
+	write := func(dnstap string) {
+		text := fmt.Sprintf("[upstream]\nservers = [\"127.0.0.1:53\"]\n\n[log]\nquery_log = %q\ndnstap = %q\n",
+			filepath.Join(dir, "missing", "query.log"), dnstap)
+		if err := os.WriteFile(filepath.Join(dir, "appfence.toml"), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tt := range []struct {
+		dnstap string
+		want   map[string]int
+	}{
+		{collector.Target, map[string]int{"query-log": 1}},
+		{"unix:" + filepath.Join(dir, "nobody.sock"), map[string]int{"query-log": 1, "dnstap": 1}},
+	} {
+		write(tt.dnstap)
+		code, out, _ := runCheck(t, dir, "-json")
+		var rep checkReport
+		if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 0 || !rep.Valid {
+			t.Fatalf("exit %d, %v: %s", code, err, out)
+		}
+		kinds := map[string]int{}
+		for _, w := range rep.Warnings {
+			kinds[w.Kind]++
+		}
+		if !maps.Equal(kinds, tt.want) {
+			t.Errorf("dnstap %s: warnings %+v, want kinds %v", tt.dnstap, rep.Warnings, tt.want)
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"github.com/appfence/appfence/config"
 	"github.com/appfence/appfence/metrics"
 	"github.com/appfence/appfence/querylog"
+	"github.com/appfence/appfence/querylog/dnstap"
 	"github.com/appfence/appfence/reload"
 	"github.com/appfence/appfence/resolver"
 	"github.com/appfence/appfence/resolver/cache"
@@ -54,7 +56,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "appfence: %v\n", err)
 		return 1
 	}
-	defer d.setQueryLog("") // after the queries in flight are answered
+	defer d.closeObservers() // after the queries in flight are answered
 
 	srv := resolver.NewServer(d.handler, log)
 	transport := metrics.NewTransport(m.Registry)
@@ -145,6 +147,14 @@ type daemon struct {
 	cache     *cache.Cache
 	listening atomic.Bool
 	querylog  *querylog.Logger // nil when off
+	// obsMu guards the query log and dnstap fields: reloads set them, and
+	// SIGUSR1 reopens the query log.
+	obsMu sync.Mutex
+	// queryLogPath is the configured query log, which querylog may not be
+	// when it could not be opened.
+	queryLogPath   string
+	dnstap         *dnstap.Writer // nil when off
+	dnstapSettings dnstapSettings
 }
 
 // newState builds what queries need from a policy.
@@ -168,7 +178,9 @@ func (d *daemon) install(p *policy.Policy) error {
 		// The cache is made once: reloads swap the handler's state and keep it.
 		d.cache = cache.New(p.Config.Cache, d.metrics)
 		d.handler = resolver.NewHandler(st, d.cache, d.metrics, d.log)
-		return d.setQueryLog(p.Config.Log.QueryLog)
+		d.setQueryLog(p.Config.Log.QueryLog)
+		d.setDnstap(p.Config.Log)
+		return nil
 	}
 	old := d.handler.Swap(st)
 	// Stop the old upstreams' probers; its queries in flight finish.
@@ -177,9 +189,8 @@ func (d *daemon) install(p *policy.Policy) error {
 	if !slices.Equal(old.Policy.Config.Server.Listen, p.Config.Server.Listen) {
 		d.log.Warn("server.listen changed: restart appfence to listen on the new addresses")
 	}
-	if err := d.setQueryLog(p.Config.Log.QueryLog); err != nil {
-		d.log.Error("the query log keeps its previous destination", "err", err)
-	}
+	d.setQueryLog(p.Config.Log.QueryLog)
+	d.setDnstap(p.Config.Log)
 	return nil
 }
 
