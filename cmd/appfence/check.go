@@ -79,6 +79,10 @@ type checkWarning struct {
 	Message string `json:"message"` // starts with file:line where there is one
 }
 
+// notApproved is the matrix entry of an app an allowlist group does not
+// approve: its names get the block answer.
+const notApproved = "not approved"
+
 // maxPerApp bounds how many idle allow rules check lists one by one per app.
 const maxPerApp = 5
 
@@ -194,6 +198,12 @@ func summarize(rep *checkReport, p *policy.Policy) {
 		row := map[string]string{}
 		for _, a := range p.Set.Apps {
 			row[a.Name] = g.Action(a).String()
+			if g.Allowlist {
+				row[a.Name] = notApproved
+				if slices.Contains(cg.Approved, a.Name) {
+					row[a.Name] = "approved"
+				}
+			}
 		}
 		rep.Matrix[g.Name] = row
 	}
@@ -429,7 +439,8 @@ func printReport(w io.Writer, rep *checkReport) {
 	for _, a := range rep.Apps {
 		acted := !a.Builtin
 		for _, g := range rep.Groups {
-			acted = acted || rep.Matrix[g.Name][a.Name] != policy.ActionResolve.String()
+			action := rep.Matrix[g.Name][a.Name]
+			acted = acted || action != policy.ActionResolve.String() && action != notApproved
 		}
 		if acted {
 			cols = append(cols, a)
@@ -446,6 +457,9 @@ func printReport(w io.Writer, rep *checkReport) {
 			action := rep.Matrix[g.Name][a.Name]
 			if action == policy.ActionResolve.String() {
 				action = "-"
+			}
+			if action == notApproved {
+				action = "(blocked)"
 			}
 			fmt.Fprintf(tw, "\t%s", action)
 		}
