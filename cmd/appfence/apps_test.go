@@ -121,7 +121,7 @@ func TestAppsCommand(t *testing.T) {
 		name  string
 		rules int
 		set   string
-	}{{"agency-apps", 2, ""}, {"deepseek", 1, "gov-2025"}, {"capcut", 4, "bytedance"}, {"wechat", 10, "tencent"}} {
+	}{{"agency-apps", 2, ""}, {"deepseek", 1, "gov-2025"}, {"capcut", 6, "bytedance"}, {"wechat", 10, "tencent"}} {
 		a, ok := byName[tc.name]
 		switch {
 		case !ok:
