@@ -274,7 +274,7 @@ func approved(p *policy.Policy, group string) []string {
 }
 
 // unusedApps returns the apps of the administrator's files that the config
-// never names. Apps of the built-in catalog are left out: the catalog
+// never names, directly or through a set. Apps of the built-in catalog are left out: the catalog
 // offers them to choose from.
 func unusedApps(p *policy.Policy) []*blocklists.App {
 	named := map[string]bool{}
@@ -284,7 +284,9 @@ func unusedApps(p *policy.Policy) []*blocklists.App {
 	}
 	for _, list := range refs {
 		for _, r := range list {
-			named[r.Name] = true
+			for _, m := range p.Set.Members(r.Name) {
+				named[m] = true
+			}
 		}
 	}
 	var out []*blocklists.App

@@ -109,3 +109,22 @@ func TestCheckManagedGroup(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckSetNamesApps: an app of the administrator's own files named only
+// through its set is not reported as unused.
+func TestCheckSetNamesApps(t *testing.T) {
+	dir := writeTree(t, map[string]string{
+		"appfence.toml": "[upstream]\nservers = [\"127.0.0.1:53\"]\n[blocking]\nlists = [\"apps/*.toml\"]\nblock = [\"agency-banned\"]\n[metrics]\nlisten = \"\"\n",
+		"apps/a.toml":   "[[app]]\nname = \"game\"\nsets = [\"agency-banned\"]\ndomains = [\"game.example\"]\n\n[[app]]\nname = \"left-out\"\ndomains = [\"other.example\"]\n",
+	})
+	code, out, stderr := runCheck(t, dir)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out, stderr)
+	}
+	if strings.Contains(out, `app "game" is defined but`) || !strings.Contains(out, `app "left-out" is defined but`) {
+		t.Errorf("unused-app warnings wrong:\n%s", out)
+	}
+	if got := row(out, "default", 3); strings.Join(got, " ") != "default blocked -" {
+		t.Errorf("matrix row %v, want game blocked, left-out resolved for default", got)
+	}
+}
