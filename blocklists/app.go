@@ -28,6 +28,18 @@ type App struct {
 	Origin Origin
 	// Builtin is true for apps of the embedded catalog.
 	Builtin bool
+	// Owner is the company behind the app.
+	Owner string
+	// Sets are the named sets the app belongs to (e.g. "bytedance"); a set
+	// name can be used wherever an app name is.
+	Sets []string
+	// Reviewed is the date (YYYY-MM-DD) the app's names were last checked.
+	Reviewed string
+	// Lists names the public lists the app was built from, with commit and
+	// licence.
+	Lists []string
+	// Excluded says which names the app deliberately leaves out, and why.
+	Excluded string
 
 	Domains  []Entry // the name and every name under it
 	Exact    []Entry // only that name
@@ -64,6 +76,11 @@ type rawAppFile struct {
 	App []struct {
 		Name        string   `toml:"name"`
 		Description string   `toml:"description"`
+		Owner       string   `toml:"owner"`
+		Sets        []string `toml:"sets"`
+		Reviewed    string   `toml:"reviewed"`
+		Lists       []string `toml:"lists"`
+		Excluded    string   `toml:"excluded"`
 		Domains     []string `toml:"domains"`
 		Exact       []string `toml:"exact"`
 		Patterns    []string `toml:"patterns"`
@@ -112,7 +129,18 @@ func ParseApps(name string, data []byte, dir string) ([]*App, error) {
 	seen := map[string]string{}
 	for i, r := range raw.App {
 		base := "app[" + strconv.Itoa(i) + "]"
-		app := &App{Name: r.Name, Description: r.Description, Origin: Origin{name, pos.Line(base)}}
+		app := &App{Name: r.Name, Description: r.Description, Origin: Origin{name, pos.Line(base)},
+			Owner: r.Owner, Sets: r.Sets, Reviewed: r.Reviewed, Lists: r.Lists, Excluded: r.Excluded}
+		for j, set := range r.Sets {
+			if !appNameRE.MatchString(set) {
+				errorf(base+".sets["+strconv.Itoa(j)+"]", "%q: set names are lower-case letters, digits and '-'", set)
+			}
+		}
+		if r.Reviewed != "" {
+			if _, err := time.Parse(time.DateOnly, r.Reviewed); err != nil {
+				errorf(base+".reviewed", "%q: not a date (YYYY-MM-DD)", r.Reviewed)
+			}
+		}
 		if !appNameRE.MatchString(r.Name) {
 			errorf(base+".name", "%q: app names are lower-case letters, digits and '-'", r.Name)
 		} else if where, dup := seen[r.Name]; dup {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -277,4 +278,34 @@ func CatalogFiles() []string {
 // CatalogFile returns the content of a file of the built-in catalog.
 func CatalogFile(name string) ([]byte, error) {
 	return catalogFS.ReadFile(path.Join("catalog", name))
+}
+
+// Members returns the names of the apps a name stands for: the app itself
+// when an app has that name, else every app in the set of that name, in
+// catalog order. It returns nil when the name is neither.
+func (s *Set) Members(name string) []string {
+	if s.App(name) != nil {
+		return []string{name}
+	}
+	var out []string
+	for _, a := range s.Apps {
+		if slices.Contains(a.Sets, name) {
+			out = append(out, a.Name)
+		}
+	}
+	return out
+}
+
+// SetNames returns every set name used by some app, sorted.
+func (s *Set) SetNames() []string {
+	var out []string
+	for _, a := range s.Apps {
+		for _, n := range a.Sets {
+			if !slices.Contains(out, n) {
+				out = append(out, n)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }

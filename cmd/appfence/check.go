@@ -32,6 +32,7 @@ type checkReport struct {
 	Matrix   map[string]map[string]string `json:"matrix,omitempty"` // group -> app -> action
 	Sources  []checkSource                `json:"sources,omitempty"`
 	Warnings []checkWarning               `json:"warnings,omitempty"`
+	Device   *checkDevice                 `json:"device,omitempty"`
 }
 
 type checkApp struct {
@@ -44,6 +45,20 @@ type checkApp struct {
 type checkGroup struct {
 	Name    string   `json:"name"`
 	Clients []string `json:"clients"`
+	// Mode is "allowlist" for a group of approved apps only, else "blocklist".
+	Mode string `json:"mode"`
+	// Approved lists, for an allowlist group, the apps whose names resolve
+	// (sets expanded).
+	Approved []string `json:"approved,omitempty"`
+}
+
+// checkDevice is the group a device given by -client, -client-id or -cert
+// is placed in.
+type checkDevice struct {
+	Client   string `json:"client,omitempty"`
+	ClientID string `json:"client_id,omitempty"`
+	Cert     string `json:"cert,omitempty"`
+	Group    string `json:"group"`
 }
 
 // checkSource is a list an app imports.
@@ -67,6 +82,10 @@ type checkWarning struct {
 	Message string `json:"message"` // starts with file:line where there is one
 }
 
+// notApproved is the matrix entry of an app an allowlist group does not
+// approve: its names get the block answer.
+const notApproved = "not approved"
+
 // maxPerApp bounds how many idle allow rules check lists one by one per app.
 const maxPerApp = 5
 
@@ -76,8 +95,19 @@ func check(args []string, stdout, stderr io.Writer) int {
 	cfgPath := fs.String("config", "", "configuration file (default: the built-in configuration)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	fetch := fs.Bool("fetch", false, "download remote sources into the cache directory first (otherwise the cached copies are checked)")
+	client := fs.String("client", "", "also show the group of a device with this IP address")
+	clientID := fs.String("client-id", "", "also show the group of a device sending this ClientID")
+	cert := fs.String("cert", "", "also show the group of a device with a client certificate of this name")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	var addr netip.Addr
+	if *client != "" {
+		var err error
+		if addr, err = netip.ParseAddr(*client); err != nil {
+			fmt.Fprintf(stderr, "appfence check: -client %q is not an IP address\n", *client)
+			return 2
+		}
 	}
 	rep := checkReport{Config: *cfgPath}
 	if rep.Config == "" {
@@ -96,6 +126,10 @@ func check(args []string, stdout, stderr io.Writer) int {
 	} else {
 		rep.Valid = true
 		summarize(&rep, p)
+		if *client != "" || *clientID != "" || *cert != "" {
+			g := p.GroupFor(addr, identity(*clientID, *cert))
+			rep.Device = &checkDevice{Client: *client, ClientID: *clientID, Cert: *cert, Group: g.Name}
+		}
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -150,22 +184,37 @@ func summarize(rep *checkReport, p *policy.Policy) {
 		rep.Apps = append(rep.Apps, checkApp{Name: a.Name, Rules: p.Set.Rules[a.Name], Origin: a.Origin.String(), Builtin: a.Builtin})
 	}
 	rep.Matrix = map[string]map[string]string{}
+	warn := func(kind, format string, args ...any) {
+		rep.Warnings = append(rep.Warnings, checkWarning{Kind: kind, Message: fmt.Sprintf(format, args...)})
+	}
 	for _, g := range p.Groups {
-		cg := checkGroup{Name: g.Name, Clients: []string{}}
+		cg := checkGroup{Name: g.Name, Clients: []string{}, Mode: "blocklist"}
 		for _, c := range g.Clients {
 			cg.Clients = append(cg.Clients, c.String())
+		}
+		if g.Allowlist {
+			cg.Mode = "allowlist"
+			cg.Approved = approved(p, g.Name)
+			for _, e := range []string{"essentials-apple", "essentials-google", "essentials-microsoft"} {
+				if p.Set.App(e) != nil && !slices.Contains(cg.Approved, e) {
+					warn("allowlist", "group %q (allowlist) does not allow %q: %s devices in it may lose push, management and updates", g.Name, e, strings.TrimPrefix(e, "essentials-"))
+				}
+			}
 		}
 		rep.Groups = append(rep.Groups, cg)
 		row := map[string]string{}
 		for _, a := range p.Set.Apps {
 			row[a.Name] = g.Action(a).String()
+			if g.Allowlist {
+				row[a.Name] = notApproved
+				if slices.Contains(cg.Approved, a.Name) {
+					row[a.Name] = "approved"
+				}
+			}
 		}
 		rep.Matrix[g.Name] = row
 	}
 	rep.Sources = sources(p)
-	warn := func(kind, format string, args ...any) {
-		rep.Warnings = append(rep.Warnings, checkWarning{Kind: kind, Message: fmt.Sprintf(format, args...)})
-	}
 	nList := len(p.Set.Warnings) // policy.Compile puts the lists' warnings first
 	for i, w := range p.Warnings {
 		kind := "policy"
@@ -222,8 +271,28 @@ func sources(p *policy.Policy) []checkSource {
 	return out
 }
 
+// approved returns the apps the allowlist group of that name approves, in
+// catalog order, with sets expanded.
+func approved(p *policy.Policy, group string) []string {
+	var refs []config.AppRef
+	for _, gc := range p.Config.Groups {
+		if gc.Name == group {
+			refs = gc.Allow
+		}
+	}
+	var out []string
+	for _, a := range p.Set.Apps {
+		for _, r := range refs {
+			if slices.Contains(p.Set.Members(r.Name), a.Name) && !slices.Contains(out, a.Name) {
+				out = append(out, a.Name)
+			}
+		}
+	}
+	return out
+}
+
 // unusedApps returns the apps of the administrator's files that the config
-// never names. Apps of the built-in catalog are left out: the catalog
+// never names, directly or through a set. Apps of the built-in catalog are left out: the catalog
 // offers them to choose from.
 func unusedApps(p *policy.Policy) []*blocklists.App {
 	named := map[string]bool{}
@@ -233,7 +302,9 @@ func unusedApps(p *policy.Policy) []*blocklists.App {
 	}
 	for _, list := range refs {
 		for _, r := range list {
-			named[r.Name] = true
+			for _, m := range p.Set.Members(r.Name) {
+				named[m] = true
+			}
 		}
 	}
 	var out []*blocklists.App
@@ -364,27 +435,51 @@ func printReport(w io.Writer, rep *checkReport) {
 		tw.Flush()
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(tw, "GROUP\tCLIENTS\n")
+	fmt.Fprintf(tw, "GROUP\tMODE\tCLIENTS\n")
 	for _, g := range rep.Groups {
 		clients := strings.Join(g.Clients, ", ")
 		if g.Name == config.DefaultGroup {
 			clients = "every client of server.allow_clients that is in no other group"
 		}
-		fmt.Fprintf(tw, "%s\t%s\n", g.Name, clients)
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", g.Name, g.Mode, clients)
 	}
 	tw.Flush()
+	for _, g := range rep.Groups {
+		if g.Mode == "allowlist" {
+			fmt.Fprintf(w, "\ngroup %s approves only: %s\n", g.Name, strings.Join(g.Approved, ", "))
+		}
+	}
+	if d := rep.Device; d != nil {
+		fmt.Fprintf(w, "\ndevice (client=%s client-id=%s cert=%s) is in group %s\n", dash(d.Client), dash(d.ClientID), dash(d.Cert), d.Group)
+	}
 	fmt.Fprintln(w)
-	fmt.Fprint(tw, "GROUP \\ APP")
+	// Built-in apps that no group acts on are left out of the table: the
+	// catalog is large (appfence apps lists it).
+	var cols []checkApp
 	for _, a := range rep.Apps {
+		acted := !a.Builtin
+		for _, g := range rep.Groups {
+			action := rep.Matrix[g.Name][a.Name]
+			acted = acted || action != policy.ActionResolve.String() && action != notApproved
+		}
+		if acted {
+			cols = append(cols, a)
+		}
+	}
+	fmt.Fprint(tw, "GROUP \\ APP")
+	for _, a := range cols {
 		fmt.Fprintf(tw, "\t%s", a.Name)
 	}
 	fmt.Fprintln(tw)
 	for _, g := range rep.Groups {
 		fmt.Fprint(tw, g.Name)
-		for _, a := range rep.Apps {
+		for _, a := range cols {
 			action := rep.Matrix[g.Name][a.Name]
 			if action == policy.ActionResolve.String() {
 				action = "-"
+			}
+			if action == notApproved {
+				action = "(blocked)"
 			}
 			fmt.Fprintf(tw, "\t%s", action)
 		}

@@ -104,7 +104,7 @@ func TestCheckReport(t *testing.T) {
 	apps := filepath.Join(dir, "apps", "apps.toml")
 	for _, want := range []string{
 		"appfence.toml: OK",
-		"investigators  10.20.30.0/24, fd00:20:30::/64",
+		"investigators  blocklist  10.20.30.0/24, fd00:20:30::/64",
 		// warnings, each with file:line
 		filepath.Join(dir, "lists", "video.hosts") + `:2: "not-an-address" is not an IP address [list]`,
 		filepath.Join(dir, "lists", "video.adblock") + `:2: modifier $third-party is not supported [list]`,
@@ -128,11 +128,11 @@ func TestCheckReport(t *testing.T) {
 		{filepath.Join(dir, "lists", "video.hosts"), "video", "hosts", "1", "1", "0", "-"},
 		{filepath.Join(dir, "lists", "video.adblock"), "video", "adblock", "2", "0", "1", "-"},
 		{"builtin:tiktok-blocklistproject.hosts", "tiktok", "hosts", "1007", "0", "0", "-"},
-		{"GROUP", "\\", "APP", "encrypted-dns", "lark", "tiktok", "video", "chat", "games", "forgotten"},
-		{"default", "-", "-", "blocked", "blocked", "monitored", "-", "-"},
-		{"investigators", "-", "-", "exempted", "blocked", "monitored", "-", "-"},
-		{"one-phone", "-", "-", "blocked", "blocked", "monitored", "blocked", "-"},
-		{"press", "-", "-", "blocked", "exempted", "monitored", "-", "-"},
+		{"GROUP", "\\", "APP", "tiktok", "video", "chat", "games", "forgotten"},
+		{"default", "blocked", "blocked", "monitored", "-", "-"},
+		{"investigators", "exempted", "blocked", "monitored", "-", "-"},
+		{"one-phone", "blocked", "blocked", "monitored", "blocked", "-"},
+		{"press", "blocked", "exempted", "monitored", "-", "-"},
 	} {
 		if got := row(out, want[0], len(want)); !slices.Equal(got, want) {
 			t.Errorf("row %v, want %v", got, want)

@@ -22,8 +22,10 @@ func explain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	client := fs.String("client", "", "the client's IP address (required)")
 	asJSON := fs.Bool("json", false, "print JSON lines")
 	typeFlag := fs.String("type", "", "the query type (default A; a last argument that is a type name also sets it)")
+	clientID := fs.String("client-id", "", "the ClientID the device sends (DoH path or DoT/DoQ SNI label), to place it as the server would")
+	cert := fs.String("cert", "", "a name of the device's verified client certificate (DNS SAN, CN or sha256:HEX)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: appfence explain [-config FILE] [-json] [-type TYPE] -client IP NAME... [TYPE]\n       (no NAME: names are read from standard input, one per line)")
+		fmt.Fprintln(stderr, "usage: appfence explain [-config FILE] [-json] [-type TYPE] [-client-id ID] [-cert NAME] -client IP NAME... [TYPE]\n       (no NAME: names are read from standard input, one per line)")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -66,17 +68,18 @@ func explain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "appfence: %v\n", err)
 		return 1
 	}
+	id := identity(*clientID, *cert)
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		for _, n := range names {
-			enc.Encode(p.Explain(addr, n, qtype))
+			enc.Encode(p.ExplainFor(addr, id, n, qtype))
 		}
 		return 0
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "NAME\tTYPE\tGROUP\tACTION\tAPP\tRULE\tORIGIN\tANSWER\n")
 	for _, n := range names {
-		e := p.Explain(addr, n, qtype)
+		e := p.ExplainFor(addr, id, n, qtype)
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Name, e.Type, e.Group, e.Action,
 			dash(e.App), dash(rule(e)), dash(e.Origin), e.Answer)
 	}
@@ -99,4 +102,17 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// identity returns the identity the -client-id and -cert flags describe,
+// or nil when both are empty.
+func identity(clientID, cert string) *policy.Identity {
+	if clientID == "" && cert == "" {
+		return nil
+	}
+	id := &policy.Identity{ClientID: strings.ToLower(clientID)}
+	if cert != "" {
+		id.CertNames = []string{strings.ToLower(cert)}
+	}
+	return id
 }

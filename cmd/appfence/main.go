@@ -25,7 +25,8 @@ var version = ""
 const usage = `usage:
   appfence serve   [-config FILE]                        run the resolver (no -config: built-in config)
   appfence check   [-config FILE] [-json] [-fetch]       validate everything, print a summary
-  appfence explain [-config FILE] [-json] -client IP NAME... [TYPE]   the decision for names, no network
+  appfence explain [-config FILE] [-json] [-client-id ID] [-cert NAME] -client IP NAME... [TYPE]   the decision for names, no network
+  appfence apps    [-config FILE] [-json] [-markdown]     the app catalog: apps, sets, rule counts, sources, review dates
   appfence profile [-config FILE] -client-id ID [-protocol https|tls] [-cert-uuid UUID] [-android]   a device's MDM profile
   appfence version
 `
@@ -49,6 +50,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return check(args[1:], stdout, stderr)
 	case "explain":
 		return explain(args[1:], stdin, stdout, stderr)
+	case "apps":
+		return apps(args[1:], stdout, stderr)
 	case "profile":
 		return profile(args[1:], stdout, stderr)
 	case "version", "-version", "--version":

@@ -35,11 +35,17 @@ type Explanation struct {
 // instead of a name explains what an upstream answer holding that address
 // gets (answer inspection, blocking.inspect_cnames).
 func (p *Policy) Explain(client netip.Addr, name string, qtype uint16) Explanation {
+	return p.ExplainFor(client, nil, name, qtype)
+}
+
+// ExplainFor is Explain for a client with identity id (a ClientID or a
+// certificate name, see GroupFor); a nil id is the address alone.
+func (p *Policy) ExplainFor(client netip.Addr, id *Identity, name string, qtype uint16) Explanation {
 	if a, err := netip.ParseAddr(name); err == nil {
 		return p.explainAddr(client, a, qtype)
 	}
 	canon := dnsname.Canonical(dns.Fqdn(name))
-	d := p.Decide(client.Unmap(), canon)
+	d := p.DecideFor(client.Unmap(), id, canon)
 	e := Explanation{
 		Client: client.String(),
 		Name:   canon,
@@ -67,6 +73,10 @@ func (p *Policy) Explain(client netip.Addr, name string, qtype uint16) Explanati
 		e.Answer = "REFUSED: the client is outside server.allow_clients"
 	case ActionBlock:
 		e.Answer = p.describeBlock(qtype, d.Via)
+		if d.Unapproved {
+			e.App = UnapprovedApp
+			e.Answer = "not approved: group=" + e.Group + " (allowlist group; no approved app has this name): " + e.Answer
+		}
 	default:
 		e.Answer = "forwarded upstream"
 	}

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/appfence/appfence/blocklists"
@@ -158,9 +159,9 @@ func Build(cfg *config.Config, set *blocklists.Set) (*Policy, error) {
 	var errs []error
 	check := func(refs []config.AppRef) {
 		for _, r := range refs {
-			if set.App(r.Name) == nil {
+			if len(set.Members(r.Name)) == 0 {
 				errs = append(errs, &tomlpos.Error{File: cfg.File, Line: r.Line, Key: r.Key,
-					Msg: fmt.Sprintf("unknown app %q (defined apps: %s)", r.Name, appNames(set))})
+					Msg: fmt.Sprintf("unknown app %q (defined apps: %s; sets: %s)", r.Name, appNames(set), strings.Join(set.SetNames(), ", "))})
 			}
 		}
 	}
@@ -228,8 +229,9 @@ func Build(cfg *config.Config, set *blocklists.Set) (*Policy, error) {
 
 // actions fills g.actions from the global lists and the group's own.
 func (p *Policy) actions(g *Group, gc config.Group) {
+	// has reports whether refs name the app, directly or through a set.
 	has := func(refs []config.AppRef, name string) bool {
-		return slices.ContainsFunc(refs, func(r config.AppRef) bool { return r.Name == name })
+		return slices.ContainsFunc(refs, func(r config.AppRef) bool { return slices.Contains(p.Set.Members(r.Name), name) })
 	}
 	b := p.Config.Blocking
 	g.actions = make([]Action, len(p.Set.Apps))
