@@ -16,7 +16,7 @@ func TestDefault(t *testing.T) {
 	if cfg.File != BuiltinName {
 		t.Errorf("File = %q", cfg.File)
 	}
-	if got := cfg.Server.Listen; len(got) != 2 || got[0] != "127.0.0.1:5353" || got[1] != "[::1]:5353" {
+	if got := cfg.Server.Listen; len(got) != 2 || got[0] != "127.0.0.1:5053" || got[1] != "[::1]:5053" {
 		t.Errorf("listen = %v", got)
 	}
 	if len(cfg.Server.AllowClients) != 8 {
