@@ -72,7 +72,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 	defer cancel()
 	var httpErr <-chan error
 	if l := p.Config.Metrics.Listen; l != "" {
-		ep := &metrics.Endpoints{Metrics: m, Ready: d.ready, Upstream: d.upstreamHealth, Explain: d.explain}
+		ep := &metrics.Endpoints{Metrics: m, Ready: d.ready, Upstream: d.upstreamHealth, Explain: d.explain, Token: d.bearerToken}
 		if _, httpErr, err = ep.Serve(ctx, l, log); err != nil {
 			log.Error("metrics", "err", err)
 			srv.Shutdown(context.Background())
@@ -143,6 +143,13 @@ type daemon struct {
 	cache     *cache.Cache
 	listening atomic.Bool
 	querylog  *querylog.Logger // nil when off
+	token     atomic.Pointer[tokenState]
+}
+
+// tokenState is the token of metrics.bearer_token_file as last read.
+type tokenState struct {
+	token []byte // nil: the endpoints are open
+	err   error  // the file could not be read: the endpoints refuse all
 }
 
 // newState builds what queries need from a policy.
@@ -162,6 +169,7 @@ func (d *daemon) install(p *policy.Policy) error {
 	if err != nil {
 		return err
 	}
+	d.loadToken(p.Config.Metrics.BearerTokenFile)
 	if d.handler == nil {
 		// The cache is made once: reloads swap the handler's state and keep it.
 		d.cache = cache.New(p.Config.Cache, d.metrics)
@@ -179,6 +187,29 @@ func (d *daemon) install(p *policy.Policy) error {
 		d.log.Error("the query log keeps its previous destination", "err", err)
 	}
 	return nil
+}
+
+// loadToken reads the bearer token of the HTTP endpoints from file ("" is
+// none). A token that cannot be read closes the protected endpoints rather
+// than opening them.
+func (d *daemon) loadToken(file string) {
+	t := &tokenState{}
+	if file != "" {
+		t.token, t.err = config.ReadTokenFile(file)
+		if t.err != nil {
+			d.log.Error("metrics.bearer_token_file: /metrics, /explain and /readyz?verbose refuse every request", "err", t.err)
+		}
+	}
+	d.token.Store(t)
+}
+
+// bearerToken is metrics.Endpoints.Token.
+func (d *daemon) bearerToken() ([]byte, error) {
+	t := d.token.Load()
+	if t == nil {
+		return nil, nil
+	}
+	return t.token, t.err
 }
 
 // ready is /readyz: listening and a policy loaded. Upstream health never
