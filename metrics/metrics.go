@@ -76,7 +76,7 @@ func New(version string) *Metrics {
 			"1 when the upstream server is considered healthy, 0 when it is marked down.", "upstream"),
 		BlocklistRules: f.gaugeVec("blocklist_rules", "Rules compiled for each app.", "app"),
 		Reloads: f.counter("config_reloads_total",
-			"Policy reloads, by result (success, failure).", "result"),
+			"Policy reloads, by result: success (the files changed), unchanged (they were as the serving policy's: one change is counted once however many reloads it asks for), failure.", "result"),
 		LastReloadOK: f.gauge("config_last_reload_successful",
 			"1 when the last reload succeeded, 0 when it failed (the previous policy keeps serving)."),
 		LastReloadTime: f.gauge("config_last_reload_success_timestamp_seconds",
@@ -86,7 +86,7 @@ func New(version string) *Metrics {
 			"Query log lines dropped because the log writer could not keep up or could not write them.").WithLabelValues(),
 	}
 	m.BuildInfo.WithLabelValues(version, runtime.Version()).Set(1)
-	for _, r := range []string{"success", "failure"} {
+	for _, r := range []string{"success", "unchanged", "failure"} {
 		m.Reloads.WithLabelValues(r)
 	}
 	for _, r := range []string{"hit", "miss", "stale"} {
