@@ -42,6 +42,11 @@ type Options struct {
 	Debounce time.Duration
 	// Downloader fetches remote sources; nil is one with the defaults.
 	Downloader *remote.Downloader
+	// Reloading and Reloaded, when set, are called as each reload (not
+	// Load) begins and ends, with its error: for sd_notify's RELOADING=1
+	// and READY=1.
+	Reloading func()
+	Reloaded  func(err error)
 }
 
 // Reloader builds and installs policies, one at a time.
@@ -113,9 +118,15 @@ func (r *Reloader) Load() (*policy.Policy, error) {
 // Reload builds a new policy and installs it. On any error the serving
 // policy stays; the error is logged (each problem on its own line, with its
 // file:line) and returned. reason says what asked for the reload.
-func (r *Reloader) Reload(reason string) error {
+func (r *Reloader) Reload(reason string) (err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.opts.Reloading != nil {
+		r.opts.Reloading()
+	}
+	if r.opts.Reloaded != nil {
+		defer func() { r.opts.Reloaded(err) }()
+	}
 	start := time.Now()
 	p, err := build(r.opts.Path)
 	if err == nil {

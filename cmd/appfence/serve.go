@@ -47,8 +47,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 	log := newLogger(cfg.Log, stderr)
 	m := metrics.New(buildVersion())
 	d := &daemon{log: log, metrics: m}
+	sd := notifier{log: log}
 	rl := reload.New(reload.Options{Path: *cfgPath, Install: d.install, Metrics: m, Log: log,
-		Downloader: &remote.Downloader{UserAgent: "appfence/" + buildVersion()}})
+		Downloader: &remote.Downloader{UserAgent: "appfence/" + buildVersion()},
+		Reloading:  sd.reloading, Reloaded: sd.reloaded})
 	p, err := rl.Load()
 	if err != nil {
 		fmt.Fprintf(stderr, "appfence: %v\n", err)
@@ -81,6 +83,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	log.Info("appfence started", "version", buildVersion(), "config", p.Config.File,
 		"apps", len(p.Set.Apps), "groups", len(p.Groups))
+	// Every socket is bound and the policy loaded: systemd may start the
+	// units ordered after this one (nss-lookup.target).
+	sd.ready("serving")
+	go sd.watchdog(ctx, d.ready)
 
 	rctx, stopReloads := context.WithCancel(ctx)
 	reloads := make(chan struct{})
@@ -119,6 +125,7 @@ loop:
 			}
 		}
 	}
+	sd.stopping()
 	stopReloads()
 	<-reloads
 	log.Info("shutting down: finishing queries in flight")
