@@ -15,7 +15,7 @@ func TestDashboardImport(t *testing.T) {
 		Templating struct {
 			List []struct {
 				Name    string
-				Current struct{ Value string }
+				Current struct{ Value json.RawMessage }
 			}
 		}
 		Panels []struct {
@@ -34,7 +34,7 @@ func TestDashboardImport(t *testing.T) {
 		t.Errorf("__inputs %v: want the Prometheus data source", raw.Inputs)
 	}
 	for _, v := range d.Templating.List {
-		if v.Name == "datasource" && v.Current.Value != "${DS_PROMETHEUS}" {
+		if v.Name == "datasource" && string(v.Current.Value) != `"${DS_PROMETHEUS}"` {
 			t.Errorf("$datasource defaults to %q, not the imported data source", v.Current.Value)
 		}
 	}
