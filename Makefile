@@ -1,6 +1,6 @@
 # AppFence — build, run and test.
 #
-#   make run     build and serve on the built-in default config (127.0.0.1:5353)
+#   make run     build and serve on the built-in default config (127.0.0.1:5053)
 #   make test    install missing test tools (dig, promtool, nft, systemd-analyze), lint, and run every test with -race
 #
 # Heavy runs, kept out of CI:

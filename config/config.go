@@ -224,6 +224,11 @@ var ClientIDRE = regexp.MustCompile(`^[a-z0-9-]{1,63}$`)
 // Metrics is the [metrics] section.
 type Metrics struct {
 	Listen string
+	// BearerTokenFile, when set, is the absolute path of a file holding the
+	// token that /metrics, /explain and /readyz?verbose require as
+	// "Authorization: Bearer TOKEN"; /healthz and /readyz stay open for
+	// probes. Read again at every reload.
+	BearerTokenFile string
 }
 
 // Log is the [log] section.

@@ -16,7 +16,7 @@ func TestDefault(t *testing.T) {
 	if cfg.File != BuiltinName {
 		t.Errorf("File = %q", cfg.File)
 	}
-	if got := cfg.Server.Listen; len(got) != 2 || got[0] != "127.0.0.1:5353" || got[1] != "[::1]:5353" {
+	if got := cfg.Server.Listen; len(got) != 2 || got[0] != "127.0.0.1:5053" || got[1] != "[::1]:5053" {
 		t.Errorf("listen = %v", got)
 	}
 	if len(cfg.Server.AllowClients) != 8 {
@@ -329,5 +329,53 @@ func TestChaosIdentity(t *testing.T) {
 		if cfg.Server.Identity != tt.identity || cfg.Server.Version != tt.version {
 			t.Errorf("%q: identity %q version %q, want %q %q", tt.toml, cfg.Server.Identity, cfg.Server.Version, tt.identity, tt.version)
 		}
+	}
+}
+
+func TestBearerTokenFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return name
+	}
+	tests := []struct {
+		file    string
+		want    string // the token, or "" for an error
+		wantErr string
+	}{
+		{write("good", "0123456789abcdef-token\n"), "0123456789abcdef-token", ""},
+		{write("short", "short\n"), "", "at least 16"},
+		{write("space", "0123456789 abcdef-token"), "", "white space inside"},
+		{write("empty", "\n"), "", "at least 16"},
+		{write("big", strings.Repeat("x", 5000)), "", "larger than 4 KiB"},
+		{"missing", "", "no such file"},
+		{".", "", "not a regular file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			cfg, err := Parse("t.toml", []byte("[metrics]\nbearer_token_file = \""+tt.file+"\"\n"), dir)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), "metrics.bearer_token_file") {
+					t.Fatalf("err %v, want one about metrics.bearer_token_file with %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Metrics.BearerTokenFile != filepath.Join(dir, tt.file) {
+				t.Errorf("BearerTokenFile %q, want it resolved against the config's folder", cfg.Metrics.BearerTokenFile)
+			}
+			tok, err := ReadTokenFile(cfg.Metrics.BearerTokenFile)
+			if err != nil || string(tok) != tt.want {
+				t.Errorf("ReadTokenFile: %q %v, want %q", tok, err, tt.want)
+			}
+		})
+	}
+	if Default().Metrics.BearerTokenFile != "" {
+		t.Error("the built-in config has a bearer token file")
 	}
 }

@@ -163,7 +163,8 @@ type rawConfig struct {
 		Mode        string   `toml:"mode"`
 	} `toml:"group"`
 	Metrics struct {
-		Listen string `toml:"listen"`
+		Listen          string `toml:"listen"`
+		BearerTokenFile string `toml:"bearer_token_file"`
 	} `toml:"metrics"`
 	Log struct {
 		Level            string `toml:"level"`

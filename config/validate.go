@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -549,6 +550,48 @@ func (v *validator) metrics(raw *rawConfig, m *Metrics) {
 		}
 	}
 	m.Listen = raw.Metrics.Listen
+	if f := raw.Metrics.BearerTokenFile; f != "" {
+		m.BearerTokenFile = v.path(f)
+		if _, err := ReadTokenFile(m.BearerTokenFile); err != nil {
+			v.errorf("metrics.bearer_token_file", "%v", err)
+		}
+	}
+}
+
+// MinTokenLength is the shortest bearer token ReadTokenFile accepts.
+const MinTokenLength = 16
+
+// ReadTokenFile reads a bearer token: a regular file of at most 4 KiB whose
+// content, without surrounding white space, is at least MinTokenLength
+// bytes and has no white space inside.
+func ReadTokenFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", path)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, 4<<10+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if len(data) > 4<<10 {
+		return nil, fmt.Errorf("%s: larger than 4 KiB: not a token", path)
+	}
+	tok := bytes.TrimSpace(data)
+	if len(tok) < MinTokenLength {
+		return nil, fmt.Errorf("%s: the token is %d bytes long, want at least %d", path, len(tok), MinTokenLength)
+	}
+	if bytes.ContainsAny(tok, " \t\r\n") {
+		return nil, fmt.Errorf("%s: the token has white space inside", path)
+	}
+	return tok, nil
 }
 
 func (v *validator) log(raw *rawConfig, l *Log) {

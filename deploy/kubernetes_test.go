@@ -88,8 +88,8 @@ func TestKubernetesManifest(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the ConfigMap's appfence.toml: %v", err)
 	}
-	if cfg.Server.Listen[0] != ":5353" || cfg.Metrics.Listen != ":9153" {
-		t.Errorf("listen %v, metrics %q: the container ports are 5353 and 9153", cfg.Server.Listen, cfg.Metrics.Listen)
+	if cfg.Server.Listen[0] != ":5053" || cfg.Metrics.Listen != ":9153" {
+		t.Errorf("listen %v, metrics %q: the container ports are 5053 and 9153", cfg.Server.Listen, cfg.Metrics.Listen)
 	}
 
 	dep := objs["Deployment/appfence"].Spec.Template.Spec

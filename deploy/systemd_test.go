@@ -33,6 +33,7 @@ func TestSystemdUnit(t *testing.T) {
 	for _, want := range []string{
 		"DynamicUser=yes", "AmbientCapabilities=CAP_NET_BIND_SERVICE\n", "CapabilityBoundingSet=CAP_NET_BIND_SERVICE\n",
 		"NoNewPrivileges=yes", "ProtectSystem=strict", "ExecReload=/bin/kill -HUP $MAINPID",
+		"Type=notify\n", "NotifyAccess=main\n", "WatchdogSec=", "Before=nss-lookup.target\n",
 	} {
 		if !strings.Contains(string(unit), want) {
 			t.Errorf("unit lacks %q", want)

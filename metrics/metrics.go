@@ -100,7 +100,7 @@ func New(version string) *Metrics {
 			"UDP answers ignored because they did not answer the query waiting for them (wrong ID or question), by upstream.", "upstream"),
 		BlocklistRules: f.gaugeVec("blocklist_rules", "Rules compiled for each app.", "app"),
 		Reloads: f.counter("config_reloads_total",
-			"Policy reloads, by result (success, failure).", "result"),
+			"Policy reloads, by result: success (the files changed), unchanged (they were as the serving policy's: one change is counted once however many reloads it asks for), failure.", "result"),
 		LastReloadOK: f.gauge("config_last_reload_successful",
 			"1 when the last reload succeeded, 0 when it failed (the previous policy keeps serving)."),
 		LastReloadTime: f.gauge("config_last_reload_success_timestamp_seconds",
@@ -130,7 +130,7 @@ func New(version string) *Metrics {
 		"app")
 	m.BuildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 	m.QueryLogOK.Set(1)
-	for _, r := range []string{"success", "failure"} {
+	for _, r := range []string{"success", "unchanged", "failure"} {
 		m.Reloads.WithLabelValues(r)
 	}
 	for _, r := range []string{"hit", "miss", "stale"} {

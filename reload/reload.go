@@ -42,6 +42,11 @@ type Options struct {
 	Debounce time.Duration
 	// Downloader fetches remote sources; nil is one with the defaults.
 	Downloader *remote.Downloader
+	// Reloading and Reloaded, when set, are called as each reload (not
+	// Load) begins and ends, with its error: for sd_notify's RELOADING=1
+	// and READY=1.
+	Reloading func()
+	Reloaded  func(err error)
 }
 
 // Reloader builds and installs policies, one at a time.
@@ -53,6 +58,9 @@ type Reloader struct {
 	mu      sync.Mutex // held while a policy is built and installed
 	current *policy.Policy
 	digest  digest
+	// inputs is the fingerprint of what current was built from; 0 after
+	// a failed reload, so that the next successful one counts as a change.
+	inputs  uint64
 	watcher *Watcher
 	fetcher *remote.Refresher
 
@@ -105,16 +113,23 @@ func (r *Reloader) Load() (*policy.Policy, error) {
 	for _, e := range SourceProblems(p) {
 		r.log.Error("list may have lost its rules", "err", e)
 	}
-	r.installed(p, newDigest(p.Set, r.seed))
+	d := newDigest(p.Set, r.seed)
+	r.installed(p, d, fingerprint(r.opts.Path, p, d, r.seed))
 	return p, nil
 }
 
 // Reload builds a new policy and installs it. On any error the serving
 // policy stays; the error is logged (each problem on its own line, with its
 // file:line) and returned. reason says what asked for the reload.
-func (r *Reloader) Reload(reason string) error {
+func (r *Reloader) Reload(reason string) (err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.opts.Reloading != nil {
+		r.opts.Reloading()
+	}
+	if r.opts.Reloaded != nil {
+		defer func() { r.opts.Reloaded(err) }()
+	}
 	start := time.Now()
 	p, err := build(r.opts.Path)
 	if err == nil {
@@ -135,6 +150,7 @@ func (r *Reloader) Reload(reason string) error {
 			files, globs := watched(r.opts.Path, r.current)
 			r.watcher.Watch(append(files, missingFiles(err)...), globs)
 		}
+		r.inputs = 0
 		if m := r.opts.Metrics; m != nil {
 			m.Reloads.WithLabelValues("failure").Inc()
 			m.LastReloadOK.Set(0)
@@ -146,13 +162,21 @@ func (r *Reloader) Reload(reason string) error {
 	}
 	d := newDigest(p.Set, r.seed)
 	changes := diff(r.current, p, r.digest, d)
-	if m := r.opts.Metrics; m != nil {
-		m.Reloads.WithLabelValues("success").Inc()
+	// A change of the files is counted once, however many reloads it
+	// asked for (the watcher, then the SIGHUP of `systemctl reload`): the
+	// reloads that find the files as they were count as "unchanged".
+	fp := fingerprint(r.opts.Path, p, d, r.seed)
+	result := "success"
+	if fp == r.inputs {
+		result = "unchanged"
 	}
-	r.installed(p, d)
+	if m := r.opts.Metrics; m != nil {
+		m.Reloads.WithLabelValues(result).Inc()
+	}
+	r.installed(p, d, fp)
 	changes.Log(r.log)
 	r.log.Info("reloaded", "reason", reason, "took", time.Since(start).Round(time.Millisecond),
-		"apps", len(p.Set.Apps), "groups", len(p.Groups), "changed", !changes.Empty())
+		"apps", len(p.Set.Apps), "groups", len(p.Groups), "changed", !changes.Empty(), "files_changed", result == "success")
 	return nil
 }
 
@@ -171,10 +195,11 @@ func (r *Reloader) guard(p *policy.Policy) error {
 	return errors.Join(errs...)
 }
 
-// installed records p as the serving policy: metrics, the files to watch
-// and the remote sources to refresh. r.mu is held.
-func (r *Reloader) installed(p *policy.Policy, d digest) {
-	r.current, r.digest = p, d
+// installed records p as the serving policy, built from inputs of
+// fingerprint fp: metrics, the files to watch and the remote sources to
+// refresh. r.mu is held.
+func (r *Reloader) installed(p *policy.Policy, d digest, fp uint64) {
+	r.current, r.digest, r.inputs = p, d, fp
 	if m := r.opts.Metrics; m != nil {
 		m.LastReloadOK.Set(1)
 		m.LastReloadTime.Set(float64(time.Now().Unix()))

@@ -5,6 +5,7 @@
 //	appfence check   [-config FILE] [-json] [-fetch]
 //	appfence explain [-config FILE] [-json] -client IP NAME... [TYPE]
 //	appfence profile [-config FILE] -client-id ID [-protocol https|tls] [-cert-uuid UUID] [-android]
+//	appfence healthcheck [-config FILE] [-url URL] [-dns ADDR] [-timeout D]
 //	appfence version
 package main
 
@@ -28,6 +29,7 @@ const usage = `usage:
   appfence explain [-config FILE] [-json] [-client-id ID] [-cert NAME] -client IP NAME... [TYPE]   the decision for names, no network
   appfence apps    [-config FILE] [-json] [-markdown]     the app catalog: apps, sets, rule counts, sources, review dates
   appfence profile [-config FILE] -client-id ID [-protocol https|tls] [-cert-uuid UUID] [-android]   a device's MDM profile
+  appfence healthcheck [-config FILE] [-url URL] [-dns ADDR] [-timeout D]   exit 0 if the instance on loopback answers /readyz and DNS
   appfence version
 `
 
@@ -54,6 +56,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return apps(args[1:], stdout, stderr)
 	case "profile":
 		return profile(args[1:], stdout, stderr)
+	case "healthcheck":
+		return healthcheck(ctx, args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "appfence %s %s %s/%s\n", buildVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -22,6 +23,7 @@ import (
 	"github.com/appfence/appfence/config"
 	"github.com/appfence/appfence/internal/dnstest"
 	"github.com/appfence/appfence/internal/promtest"
+	"github.com/appfence/appfence/metrics"
 	"github.com/appfence/appfence/resolver/policy"
 )
 
@@ -451,8 +453,10 @@ func checkExpression(t *testing.T, fams promtest.Families, file, expr string) {
 
 // TestReadyzThroughUpstreamOutage runs the binary with an upstream that
 // stops answering: /readyz stays 200 (SPEC, Readiness) while
-// /readyz?verbose reports the upstream down, and healthy again when its
-// prober finds it answering.
+// /readyz?verbose reports the upstream down and appfence_upstream_up goes
+// to 0, so that the AppFenceUpstreamsDown expression of the alert rules,
+// evaluated by promtool on the scraped samples, is true; and healthy again
+// when its prober finds it answering.
 func TestReadyzThroughUpstreamOutage(t *testing.T) {
 	bin := buildBinary(t)
 	up := dnstest.NewUpstream(t, "www.example.test. 300 IN A 192.0.2.20")
@@ -471,10 +475,21 @@ listen = "127.0.0.1:%d"
 `, port, up.Addr, mport)), 0o644)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	startServe(t, bin, cfg, addr)
-	readyz := fmt.Sprintf("http://127.0.0.1:%d/readyz", mport)
-	if code, _ := httpGet(t, readyz); code != 200 {
+	base := fmt.Sprintf("http://127.0.0.1:%d", mport)
+	verbose := func() (int, metrics.Readiness) {
+		t.Helper()
+		code, body := httpGet(t, base+"/readyz?verbose")
+		var v metrics.Readiness
+		if err := json.Unmarshal([]byte(body), &v); err != nil {
+			t.Fatalf("/readyz?verbose: %d %q: %v", code, body, err)
+		}
+		return code, v
+	}
+	if code, _ := httpGet(t, base+"/readyz"); code != 200 {
 		t.Fatalf("/readyz with a healthy upstream: %d", code)
 	}
+	healthy := promtest.Scrape(t, base+"/metrics")
+
 	up.SetSilent(true)
 	for i := 0; i < 4; i++ {
 		resp, err := dnstest.Client{}.Exchange(context.Background(), "udp", addr, dnstest.NewQuery(fmt.Sprintf("q%d.example.test.", i), dns.TypeA, false, false))
@@ -482,23 +497,80 @@ listen = "127.0.0.1:%d"
 			t.Fatalf("query %d to a silent upstream: %v %v, want SERVFAIL", i, resp, err)
 		}
 	}
-	if code, body := httpGet(t, readyz); code != 200 {
+	// Blocks are still answered: they need no upstream.
+	resp, err := dnstest.Client{}.Exchange(context.Background(), "udp", addr, dnstest.NewQuery("www.tiktok.com.", dns.TypeA, false, false))
+	if err != nil || resp.Rcode != dns.RcodeNameError {
+		t.Errorf("a blocked name with every upstream down: %v %v, want NXDOMAIN", resp, err)
+	}
+	if code, body := httpGet(t, base+"/readyz"); code != 200 {
 		t.Errorf("/readyz with every upstream down: %d %q, want 200", code, body)
 	}
-	if code, body := httpGet(t, readyz+"?verbose"); code != 200 || !strings.Contains(body, "upstream: every upstream server of the default pool is down") {
-		t.Errorf("/readyz?verbose with every upstream down: %d %q", code, body)
+	want := metrics.Readiness{Ready: true, Upstream: metrics.Health{Reason: "every upstream server of the default pool is down"}}
+	if code, v := verbose(); code != 200 || v != want {
+		t.Errorf("/readyz?verbose with every upstream down: %d %+v, want 200 %+v", code, v, want)
 	}
+	down := promtest.Scrape(t, base+"/metrics")
+	if got := down.Values("appfence_upstream_up", "upstream"); len(got) != 1 || got[up.Addr] != 0 {
+		t.Errorf("appfence_upstream_up during the outage: %v, want %s at 0", got, up.Addr)
+	}
+	alertFires(t, healthy, down)
+
 	up.SetSilent(false)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		code, body := httpGet(t, readyz+"?verbose")
-		if code == 200 && strings.Contains(body, "upstream: ok") {
+		code, v := verbose()
+		if code == 200 && v.Upstream.Up {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("/readyz still %d after the upstream recovered", code)
+			t.Fatalf("/readyz?verbose still %d %+v after the upstream recovered", code, v)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// alertFires has promtool evaluate the expression of AppFenceUpstreamsDown
+// (deploy/prometheus/alerts.yml) on the appfence_upstream_up samples of two
+// real scrapes, one a minute: false on the first, true on the second.
+func alertFires(t *testing.T, before, after promtest.Families) {
+	t.Helper()
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Fatal("promtool is not installed: run `make test-deps` (installs Debian's prometheus package)")
+	}
+	const instance = "replica1:9153"
+	var expr string
+	for _, e := range expressions(t, "../../deploy/prometheus/alerts.yml") {
+		if strings.Contains(e, "appfence_upstream_up") {
+			expr = strings.TrimSpace(e)
+		}
+	}
+	if expr == "" {
+		t.Fatal("alerts.yml has no rule on appfence_upstream_up")
+	}
+	var series strings.Builder
+	for key, v := range after.Values("appfence_upstream_up", "upstream") {
+		fmt.Fprintf(&series, "      - series: 'appfence_upstream_up{instance=%q, job=\"appfence\", upstream=%q}'\n        values: '%v %v %v'\n",
+			instance, key, before.Values("appfence_upstream_up", "upstream")[key], v, v)
+	}
+	test := fmt.Sprintf(`evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+%s    promql_expr_test:
+      - expr: %q
+        eval_time: 0m
+        exp_samples: []
+      - expr: %q
+        eval_time: 1m
+        exp_samples:
+          - labels: '{instance=%q}'
+            value: 0
+`, series.String(), expr, expr, instance)
+	file := filepath.Join(t.TempDir(), "outage_test.yml")
+	os.WriteFile(file, []byte(test), 0o644)
+	if out, err := exec.Command(promtool, "test", "rules", file).CombinedOutput(); err != nil {
+		t.Errorf("promtool test rules on the scraped samples: %v\n%s\n%s", err, out, test)
 	}
 }
 

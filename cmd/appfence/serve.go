@@ -49,8 +49,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 	log := newLogger(cfg.Log, stderr)
 	m := metrics.New(buildVersion())
 	d := &daemon{log: log, metrics: m}
+	sd := notifier{log: log}
 	rl := reload.New(reload.Options{Path: *cfgPath, Install: d.install, Metrics: m, Log: log,
-		Downloader: &remote.Downloader{UserAgent: "appfence/" + buildVersion()}})
+		Downloader: &remote.Downloader{UserAgent: "appfence/" + buildVersion()},
+		Reloading:  sd.reloading, Reloaded: sd.reloaded})
 	p, err := rl.Load()
 	if err != nil {
 		fmt.Fprintf(stderr, "appfence: %v\n", err)
@@ -76,7 +78,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 	defer cancel()
 	var httpErr <-chan error
 	if l := p.Config.Metrics.Listen; l != "" {
-		ep := &metrics.Endpoints{Metrics: m, Ready: d.ready, Upstream: d.upstreamHealth, Explain: d.explain}
+		ep := &metrics.Endpoints{Metrics: m, Ready: d.ready, Upstream: d.upstreamHealth, Explain: d.explain, Token: d.bearerToken}
 		if _, httpErr, err = ep.Serve(ctx, l, log); err != nil {
 			log.Error("metrics", "err", err)
 			srv.Shutdown(context.Background())
@@ -85,6 +87,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	log.Info("appfence started", "version", buildVersion(), "config", p.Config.File,
 		"apps", len(p.Set.Apps), "groups", len(p.Groups))
+	// Every socket is bound and the policy loaded: systemd may start the
+	// units ordered after this one (nss-lookup.target).
+	sd.ready("serving")
+	go sd.watchdog(ctx, d.ready)
 
 	rctx, stopReloads := context.WithCancel(ctx)
 	reloads := make(chan struct{})
@@ -123,6 +129,7 @@ loop:
 			}
 		}
 	}
+	sd.stopping()
 	stopReloads()
 	<-reloads
 	log.Info("shutting down: finishing queries in flight")
@@ -155,6 +162,13 @@ type daemon struct {
 	queryLogPath   string
 	dnstap         *dnstap.Writer // nil when off
 	dnstapSettings dnstapSettings
+	token          atomic.Pointer[tokenState]
+}
+
+// tokenState is the token of metrics.bearer_token_file as last read.
+type tokenState struct {
+	token []byte // nil: the endpoints are open
+	err   error  // the file could not be read: the endpoints refuse all
 }
 
 // newState builds what queries need from a policy.
@@ -174,6 +188,7 @@ func (d *daemon) install(p *policy.Policy) error {
 	if err != nil {
 		return err
 	}
+	d.loadToken(p.Config.Metrics.BearerTokenFile)
 	if d.handler == nil {
 		// The cache is made once: reloads swap the handler's state and keep it.
 		d.cache = cache.New(p.Config.Cache, d.metrics)
@@ -192,6 +207,29 @@ func (d *daemon) install(p *policy.Policy) error {
 	d.setQueryLog(p.Config.Log.QueryLog)
 	d.setDnstap(p.Config.Log)
 	return nil
+}
+
+// loadToken reads the bearer token of the HTTP endpoints from file ("" is
+// none). A token that cannot be read closes the protected endpoints rather
+// than opening them.
+func (d *daemon) loadToken(file string) {
+	t := &tokenState{}
+	if file != "" {
+		t.token, t.err = config.ReadTokenFile(file)
+		if t.err != nil {
+			d.log.Error("metrics.bearer_token_file: /metrics, /explain and /readyz?verbose refuse every request", "err", t.err)
+		}
+	}
+	d.token.Store(t)
+}
+
+// bearerToken is metrics.Endpoints.Token.
+func (d *daemon) bearerToken() ([]byte, error) {
+	t := d.token.Load()
+	if t == nil {
+		return nil, nil
+	}
+	return t.token, t.err
 }
 
 // ready is /readyz: listening and a policy loaded. Upstream health never
