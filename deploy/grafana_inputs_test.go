@@ -9,7 +9,7 @@ import (
 // TestDashboardImport checks what Grafana's import dialog needs: an
 // __inputs entry for the Prometheus data source that the $datasource
 // variable defaults to; and that "Blocked queries by app" hides zero
-// series and a panel shows the encrypted transports.
+// series and a panel shows the queries of every transport.
 func TestDashboardImport(t *testing.T) {
 	var d struct {
 		Templating struct {
@@ -47,7 +47,7 @@ func TestDashboardImport(t *testing.T) {
 	if !strings.HasSuffix(exprs["Blocked queries by app"], "> 0") {
 		t.Errorf("Blocked queries by app: %q does not hide zero series", exprs["Blocked queries by app"])
 	}
-	if !strings.Contains(exprs["Encrypted queries by transport"], "appfence_transport_queries_total") {
+	if !strings.Contains(exprs["Queries by transport"], "appfence_transport_queries_total") {
 		t.Error("no panel per transport")
 	}
 }
