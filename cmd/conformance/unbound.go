@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/appfence/appfence/internal/synthetic"
+	"github.com/appfence/appfence/internal/unbound"
 )
 
 // runUnbound runs genreport against Unbound forwarding to the zone at
@@ -25,33 +26,7 @@ func runUnbound(ctx context.Context, bin, genreport, upstream string, verbose bo
 	if err != nil {
 		return nil, err
 	}
-	host, port, _ := net.SplitHostPort(addr)
-	uhost, uport, _ := net.SplitHostPort(upstream)
-	// A forwarder like AppFence: no validation (no trust anchor), the
-	// test zone forwarded to the local upstream.
-	cfg := fmt.Sprintf(`server:
-  interface: %s
-  port: %s
-  num-threads: 1
-  do-daemonize: no
-  username: ""
-  chroot: ""
-  directory: %q
-  pidfile: %q
-  use-syslog: no
-  logfile: ""
-  verbosity: 0
-  do-ip6: no
-  access-control: 127.0.0.0/8 allow
-  do-not-query-localhost: no
-  module-config: "iterator"
-  local-zone: "test." nodefault
-remote-control:
-  control-enable: no
-forward-zone:
-  name: "."
-  forward-addr: %s@%s
-`, host, port, dir, filepath.Join(dir, "unbound.pid"), uhost, uport)
+	cfg := unbound.ForwarderConfig(dir, addr, upstream, "")
 	path := filepath.Join(dir, "unbound.conf")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return nil, err

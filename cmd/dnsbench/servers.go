@@ -16,6 +16,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/appfence/appfence/internal/synthetic"
+	"github.com/appfence/appfence/internal/unbound"
 )
 
 // server is one DNS server under test: how to write its configuration and
@@ -97,35 +98,11 @@ level = "warn"
 // upstream, the blocked zones answered NXDOMAIN. Unbound answers names
 // under test. itself (RFC 6761) unless told not to.
 func unboundConfig(dir, addr, upstream string) string {
-	host, port, _ := net.SplitHostPort(addr)
-	uhost, uport, _ := net.SplitHostPort(upstream)
 	var zones strings.Builder
 	for _, z := range blockedZones {
 		fmt.Fprintf(&zones, "  local-zone: %q always_nxdomain\n", z+".")
 	}
-	return fmt.Sprintf(`server:
-  interface: %s
-  port: %s
-  num-threads: 1
-  do-daemonize: no
-  username: ""
-  chroot: ""
-  directory: %q
-  pidfile: %q
-  use-syslog: no
-  logfile: ""
-  verbosity: 0
-  do-ip6: no
-  access-control: 127.0.0.0/8 allow
-  do-not-query-localhost: no
-  module-config: "iterator"
-  local-zone: "test." nodefault
-%sremote-control:
-  control-enable: no
-forward-zone:
-  name: "."
-  forward-addr: %s@%s
-`, host, port, dir, filepath.Join(dir, "unbound.pid"), zones.String(), uhost, uport)
+	return unbound.ForwarderConfig(dir, addr, upstream, zones.String())
 }
 
 // corednsConfig is CoreDNS with forward and cache, the blocked zones in a
