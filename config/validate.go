@@ -316,6 +316,12 @@ const maxCAFile = 4 << 20
 // ReadCAFile reads a CA bundle: a regular file of at most 4 MiB (so that a
 // mistake such as /dev/zero fails instead of reading forever).
 func ReadCAFile(path string) ([]byte, error) {
+	return readRegularFile(path, maxCAFile, "4 MiB")
+}
+
+// readRegularFile reads path, which must be a regular file of at most
+// limit bytes (said as size in the error).
+func readRegularFile(path string, limit int, size string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -328,12 +334,12 @@ func ReadCAFile(path string) ([]byte, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s: not a regular file", path)
 	}
-	data, err := io.ReadAll(io.LimitReader(f, maxCAFile+1))
+	data, err := io.ReadAll(io.LimitReader(f, int64(limit)+1))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
-	if len(data) > maxCAFile {
-		return nil, fmt.Errorf("%s: larger than %d MiB", path, maxCAFile>>20)
+	if len(data) > limit {
+		return nil, fmt.Errorf("%s: larger than %s", path, size)
 	}
 	return data, nil
 }
@@ -565,24 +571,9 @@ const MinTokenLength = 16
 // content, without surrounding white space, is at least MinTokenLength
 // bytes and has no white space inside.
 func ReadTokenFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	data, err := readRegularFile(path, 4<<10, "4 KiB: not a token")
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: not a regular file", path)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, 4<<10+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	if len(data) > 4<<10 {
-		return nil, fmt.Errorf("%s: larger than 4 KiB: not a token", path)
 	}
 	tok := bytes.TrimSpace(data)
 	if len(tok) < MinTokenLength {

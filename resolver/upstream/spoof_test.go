@@ -22,51 +22,32 @@ import (
 // appfence_upstream_mismatched_responses_total (the kernel drops the one
 // from another address: the socket is connected).
 func TestSpoofedUDPAnswersIgnored(t *testing.T) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
 	spoofer, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { spoofer.Close() })
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			q := new(dns.Msg)
-			if q.Unpack(buf[:n]) != nil {
-				continue
-			}
-			send := func(c net.PacketConn, m *dns.Msg) {
-				b, err := m.Pack()
-				if err == nil {
-					c.WriteTo(b, from)
-				}
-			}
-			forged := answerFor(q)
-			forged.Answer[0].(*dns.A).A = net.IPv4(203, 0, 113, 66)
-			send(spoofer, forged) // from another address
-			wrongID := answerFor(q)
-			wrongID.Id++
-			send(pc, wrongID)
-			otherQ := answerFor(q)
-			otherQ.Question[0].Name = "other.example.test."
-			send(pc, otherQ)
-			query := answerFor(q)
-			query.Response = false
-			send(pc, query)
-			garbage := append([]byte{buf[0], buf[1], 0x80, 0}, 0, 1, 0, 0, 0, 0, 0, 0, 0xff)
-			pc.WriteTo(garbage, from)
-			send(pc, answerFor(q))
+	server := rawUDPServerFrom(t, func(raw []byte, from net.Addr) [][]byte {
+		q := new(dns.Msg)
+		if q.Unpack(raw) != nil {
+			return nil
 		}
-	}()
-	server := pc.LocalAddr().String()
+		pack := func(m *dns.Msg) []byte {
+			b, _ := m.Pack()
+			return b
+		}
+		forged := answerFor(q)
+		forged.Answer[0].(*dns.A).A = net.IPv4(203, 0, 113, 66)
+		spoofer.WriteTo(pack(forged), from) // from another address
+		wrongID := answerFor(q)
+		wrongID.Id++
+		otherQ := answerFor(q)
+		otherQ.Question[0].Name = "other.example.test."
+		query := answerFor(q)
+		query.Response = false
+		garbage := append([]byte{raw[0], raw[1], 0x80, 0}, 0, 1, 0, 0, 0, 0, 0, 0, 0xff)
+		return [][]byte{pack(wrongID), pack(otherQ), pack(query), garbage, pack(answerFor(q))}
+	})
 	m := metrics.New("test")
 	r := newRouter(t, m, "failover", []string{server})
 	resp := mustExchange(t, r, "www.example.test.")
