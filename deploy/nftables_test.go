@@ -11,7 +11,7 @@ import (
 
 	"github.com/appfence/appfence/blocklists"
 	"github.com/appfence/appfence/internal/iptable"
-	"github.com/appfence/appfence/resolver/policy"
+	"github.com/appfence/appfence/policy"
 )
 
 const nftRuleset = "nftables/appfence.nft"

@@ -10,7 +10,7 @@ import (
 
 	"github.com/appfence/appfence/blocklists"
 	"github.com/appfence/appfence/config"
-	"github.com/appfence/appfence/resolver/policy"
+	"github.com/appfence/appfence/policy"
 )
 
 // ActionDropped is the action label of requests dropped without an answer

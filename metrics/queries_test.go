@@ -12,7 +12,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/appfence/appfence/internal/promtest"
-	"github.com/appfence/appfence/resolver/policy"
+	"github.com/appfence/appfence/policy"
 )
 
 func buildPolicy(t *testing.T, text string) *policy.Policy {

@@ -10,7 +10,7 @@ import (
 	"github.com/appfence/appfence/internal/listgen"
 	"github.com/appfence/appfence/internal/memtest"
 
-	"github.com/appfence/appfence/resolver/policy"
+	"github.com/appfence/appfence/policy"
 )
 
 // BenchmarkReload reloads a policy with the three large public lists of

@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/appfence/appfence/blocklists"
-	"github.com/appfence/appfence/resolver/policy"
+	"github.com/appfence/appfence/policy"
 )
 
 // Changes is what a reload changed, for the log.

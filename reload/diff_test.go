@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/appfence/appfence/config"
-	"github.com/appfence/appfence/resolver/policy"
+	"github.com/appfence/appfence/policy"
 )
 
 // compile builds a policy from a config and one app file.

@@ -6,7 +6,7 @@ import (
 	"os"
 	"slices"
 
-	"github.com/appfence/appfence/resolver/policy"
+	"github.com/appfence/appfence/policy"
 )
 
 // fingerprint hashes what the policy p was built from: the contents of the

@@ -5,7 +5,7 @@ import (
 	"strings"
 
 	"github.com/appfence/appfence/blocklists"
-	"github.com/appfence/appfence/resolver/policy"
+	"github.com/appfence/appfence/policy"
 )
 
 // The ban fails closed on lists (issue 17 item 3): a list file truncated,

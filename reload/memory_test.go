@@ -11,8 +11,8 @@ import (
 	"unsafe"
 
 	"github.com/appfence/appfence/blocklists"
+	"github.com/appfence/appfence/policy"
 	"github.com/appfence/appfence/querylog"
-	"github.com/appfence/appfence/resolver/policy"
 )
 
 // liveCount counts the tracked objects the garbage collector has not

@@ -24,7 +24,7 @@ import (
 	"github.com/appfence/appfence/blocklists/remote"
 	"github.com/appfence/appfence/config"
 	"github.com/appfence/appfence/metrics"
-	"github.com/appfence/appfence/resolver/policy"
+	"github.com/appfence/appfence/policy"
 )
 
 // Options configure a Reloader.

@@ -9,7 +9,7 @@ import (
 
 	"github.com/appfence/appfence/blocklists"
 	"github.com/appfence/appfence/config"
-	"github.com/appfence/appfence/resolver/policy"
+	"github.com/appfence/appfence/policy"
 	"github.com/appfence/appfence/resolver/upstream"
 )
 

@@ -18,7 +18,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/appfence/appfence/config"
-	"github.com/appfence/appfence/resolver/policy"
+	"github.com/appfence/appfence/policy"
 )
 
 // dohPath is the DoH endpoint; a ClientID may follow it as one more

@@ -12,7 +12,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
-	"github.com/appfence/appfence/resolver/policy"
+	"github.com/appfence/appfence/policy"
 )
 
 // Error codes of DNS over QUIC (RFC 9250, 4.3).

@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/appfence/appfence/resolver/policy"
+	"github.com/appfence/appfence/policy"
 )
 
 // acceptDoT accepts DNS-over-TLS connections (RFC 7858) on l until

@@ -23,7 +23,7 @@ import (
 
 	"github.com/appfence/appfence/config"
 	"github.com/appfence/appfence/metrics"
-	"github.com/appfence/appfence/resolver/policy"
+	"github.com/appfence/appfence/policy"
 	"github.com/appfence/appfence/resolver/proxyproto"
 )
 

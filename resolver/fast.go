@@ -9,8 +9,8 @@ import (
 
 	"github.com/appfence/appfence/internal/dnsname"
 	"github.com/appfence/appfence/internal/dnswire"
+	"github.com/appfence/appfence/policy"
 	"github.com/appfence/appfence/resolver/cache"
-	"github.com/appfence/appfence/resolver/policy"
 )
 
 // The fast path answers, from the packet and without unpacking it into a

@@ -11,8 +11,8 @@ import (
 
 	"github.com/appfence/appfence/internal/dnsname"
 	"github.com/appfence/appfence/internal/dnstest"
+	"github.com/appfence/appfence/policy"
 	"github.com/appfence/appfence/resolver/cache"
-	"github.com/appfence/appfence/resolver/policy"
 )
 
 // TestParseWire: the fast path takes plain queries, reading the fields

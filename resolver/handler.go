@@ -14,10 +14,10 @@ import (
 
 	"github.com/appfence/appfence/internal/dnsname"
 	"github.com/appfence/appfence/metrics"
+	"github.com/appfence/appfence/policy"
 	"github.com/appfence/appfence/querylog"
 	"github.com/appfence/appfence/querylog/dnstap"
 	"github.com/appfence/appfence/resolver/cache"
-	"github.com/appfence/appfence/resolver/policy"
 	"github.com/appfence/appfence/resolver/upstream"
 )
 

@@ -5,8 +5,8 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/appfence/appfence/policy"
 	"github.com/appfence/appfence/resolver/cache"
-	"github.com/appfence/appfence/resolver/policy"
 )
 
 // Answer inspection (blocking.inspect_cnames): an upstream answer that

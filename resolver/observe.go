@@ -9,9 +9,9 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/appfence/appfence/metrics"
+	"github.com/appfence/appfence/policy"
 	"github.com/appfence/appfence/querylog"
 	"github.com/appfence/appfence/querylog/dnstap"
-	"github.com/appfence/appfence/resolver/policy"
 )
 
 // observer is what the observe step needs for one State: the metric series

@@ -23,8 +23,8 @@ import (
 	"github.com/appfence/appfence/internal/dnstest"
 	"github.com/appfence/appfence/internal/promtest"
 	"github.com/appfence/appfence/metrics"
+	"github.com/appfence/appfence/policy"
 	"github.com/appfence/appfence/querylog"
-	"github.com/appfence/appfence/resolver/policy"
 )
 
 // BenchmarkObserve measures the per-query observe step: counting the

@@ -16,8 +16,8 @@ import (
 	"github.com/appfence/appfence/config"
 	"github.com/appfence/appfence/internal/dnstest"
 	"github.com/appfence/appfence/metrics"
+	"github.com/appfence/appfence/policy"
 	"github.com/appfence/appfence/resolver/cache"
-	"github.com/appfence/appfence/resolver/policy"
 	"github.com/appfence/appfence/resolver/upstream"
 )
 

@@ -16,10 +16,10 @@ import (
 	"github.com/appfence/appfence/blocklists"
 	"github.com/appfence/appfence/blocklists/remote"
 	"github.com/appfence/appfence/config"
+	"github.com/appfence/appfence/policy"
 	"github.com/appfence/appfence/querylog"
 	"github.com/appfence/appfence/querylog/dnstap"
 	"github.com/appfence/appfence/reload"
-	"github.com/appfence/appfence/resolver/policy"
 )
 
 // checkReport is the summary `appfence check` prints.

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/appfence/appfence/resolver/policy"
+	"github.com/appfence/appfence/policy"
 )
 
 // TestExplainNames: explain prints, for each name, the group, the app, the

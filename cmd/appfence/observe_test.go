@@ -24,7 +24,7 @@ import (
 	"github.com/appfence/appfence/internal/dnstest"
 	"github.com/appfence/appfence/internal/promtest"
 	"github.com/appfence/appfence/metrics"
-	"github.com/appfence/appfence/resolver/policy"
+	"github.com/appfence/appfence/policy"
 )
 
 // observeConfig is the config of TestServeObservability: %[1]d DNS port,

@@ -12,7 +12,7 @@ import (
 	"strings"
 
 	"github.com/appfence/appfence/config"
-	"github.com/appfence/appfence/resolver/policy"
+	"github.com/appfence/appfence/policy"
 )
 
 // profile prints an Apple configuration profile (.mobileconfig) with a

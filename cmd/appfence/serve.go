@@ -22,12 +22,12 @@ import (
 	"github.com/appfence/appfence/blocklists/remote"
 	"github.com/appfence/appfence/config"
 	"github.com/appfence/appfence/metrics"
+	"github.com/appfence/appfence/policy"
 	"github.com/appfence/appfence/querylog"
 	"github.com/appfence/appfence/querylog/dnstap"
 	"github.com/appfence/appfence/reload"
 	"github.com/appfence/appfence/resolver"
 	"github.com/appfence/appfence/resolver/cache"
-	"github.com/appfence/appfence/resolver/policy"
 	"github.com/appfence/appfence/resolver/upstream"
 )
 

@@ -13,7 +13,7 @@ import (
 
 	"github.com/appfence/appfence/config"
 	"github.com/appfence/appfence/internal/dnswire"
-	"github.com/appfence/appfence/resolver/policy"
+	"github.com/appfence/appfence/policy"
 )
 
 // Key identifies a cached answer: the question, and the client's DNSSEC bits
