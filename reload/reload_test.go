@@ -108,7 +108,7 @@ func newEnvIn(t *testing.T, dir, blocking string, apps map[string]string) *env {
 		t.Fatal(err)
 	}
 	srv := resolver.NewServer(e.handler, nil)
-	if err := srv.Start(e.handler.State().Policy.Config.Server); err != nil {
+	if err := srv.Start(context.Background(), e.handler.State().Policy.Config.Server); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -129,14 +129,14 @@ func (e *env) newReloader() *Reloader {
 // swapped in with it; the cache is made once and kept.
 func (e *env) install(p *policy.Policy) error {
 	e.installs.Add(1)
-	router, err := upstream.NewRouter(p.Config.Upstream, e.metrics)
+	router, err := upstream.NewRouter(context.Background(), p.Config.Upstream, e.metrics)
 	if err != nil {
 		return err
 	}
 	st := &resolver.State{Policy: p, Upstream: router}
 	if e.handler == nil {
-		e.cache = cache.New(p.Config.Cache, e.metrics)
-		e.handler = resolver.NewHandler(st, e.cache, e.metrics, nil)
+		e.cache = cache.New(context.Background(), p.Config.Cache, e.metrics)
+		e.handler = resolver.NewHandler(context.Background(), st, e.cache, e.metrics, nil)
 		return nil
 	}
 	e.handler.Swap(st).Upstream.Close()

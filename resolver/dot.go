@@ -84,7 +84,7 @@ func (t *TLSServer) serveDoT(raw net.Conn) {
 		return
 	}
 	c := tls.Server(raw, t.dotConf)
-	ctx, cancel := context.WithTimeout(context.Background(), t.handshakeTimeout)
+	ctx, cancel := context.WithTimeout(t.ctx, t.handshakeTimeout)
 	err := c.HandshakeContext(ctx)
 	cancel()
 	if err != nil {

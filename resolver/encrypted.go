@@ -48,6 +48,10 @@ const (
 // with the client's identity (verified certificate, ClientID) beside its
 // address.
 type TLSServer struct {
+	// ctx is the parent of the queries' contexts and of the handshakes,
+	// cancelled by Shutdown when its grace ends (stop).
+	ctx     context.Context
+	stop    context.CancelFunc
 	srv     *Server
 	log     *slog.Logger
 	metrics *metrics.Transport // nil: not counted
@@ -84,17 +88,19 @@ func NewTLSServer(s *Server, m *metrics.Transport, log *slog.Logger) *TLSServer 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &TLSServer{srv: s, log: log, metrics: m,
+	return &TLSServer{ctx: s.ctx, stop: func() {}, srv: s, log: log, metrics: m,
 		handshakeTimeout: tlsHandshakeTimeout, maxInFlight: maxDoTInFlight, certEvery: certCheckEvery,
 		conns: map[net.Conn]struct{}{}, errs: make(chan error, 1)}
 }
 
 // Start loads the certificate and binds the listeners of cfg. Nothing is
-// served when cfg is not enabled.
-func (t *TLSServer) Start(cfg config.TLS) error {
+// served when cfg is not enabled. The queries' contexts derive from ctx,
+// as for Server.Start.
+func (t *TLSServer) Start(ctx context.Context, cfg config.TLS) error {
 	if !cfg.Enabled() {
 		return nil
 	}
+	t.ctx, t.stop = context.WithCancel(ctx)
 	t.cfg = cfg
 	t.certs = &certReloader{certFile: cfg.CertFile, keyFile: cfg.KeyFile, log: t.log, every: t.certEvery}
 	if t.metrics != nil {
@@ -163,7 +169,7 @@ func (t *TLSServer) Start(cfg config.TLS) error {
 		}
 		t.doq = append(t.doq, l)
 	}
-	doqCtx, stop := context.WithCancel(context.Background())
+	doqCtx, stop := context.WithCancel(t.ctx)
 	t.doqStop = stop
 	for _, l := range t.doq {
 		t.loops.Add(1)
@@ -215,8 +221,11 @@ func (t *TLSServer) fail(err error) {
 }
 
 // Shutdown stops the listeners, waits for the queries in flight (or ctx)
-// and closes the connections.
+// and closes the connections. When ctx is done first, the queries still
+// waiting for an upstream are cancelled and answered SERVFAIL, for up to
+// shutdownDrain.
 func (t *TLSServer) Shutdown(ctx context.Context) error {
+	defer t.stop()
 	t.mu.Lock()
 	t.closing = true
 	past := time.Unix(1, 0)
@@ -245,6 +254,13 @@ func (t *TLSServer) Shutdown(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		errs = append(errs, ctx.Err())
+		t.stop()
+		d := time.NewTimer(shutdownDrain)
+		select {
+		case <-done:
+		case <-d.C:
+		}
+		d.Stop()
 	}
 
 	t.mu.Lock()
@@ -354,7 +370,7 @@ func (t *TLSServer) answer(transport string, raw []byte, client netip.Addr, w *e
 		s.handler.refuse(w, req, client)
 		return true
 	}
-	s.handler.ServeDNS(w, req)
+	s.handler.serve(t.ctx, w, req)
 	return true
 }
 

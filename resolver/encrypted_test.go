@@ -108,7 +108,7 @@ func startTLSEnvConf(t *testing.T, edit func(string) string, adjust func(*TLSSer
 	if adjust != nil {
 		adjust(ts)
 	}
-	if err := ts.Start(e.handler.State().Policy.Config.Server.TLS); err != nil {
+	if err := ts.Start(context.Background(), e.handler.State().Policy.Config.Server.TLS); err != nil {
 		t.Fatal(err)
 	}
 

@@ -38,6 +38,9 @@ type State struct {
 // upstream, then inspection of the answer, then the reply; metrics and logs
 // observe the result.
 type Handler struct {
+	// ctx is the handler's lifetime, the parent of the queries that
+	// ServeDNS answers (the listeners pass their own, see serve).
+	ctx         context.Context
 	state       atomic.Pointer[State]
 	installMu   sync.Mutex // serializes Swap, so each install sees the state it replaces
 	generations uint64     // states installed; guarded by installMu
@@ -61,12 +64,14 @@ type Handler struct {
 
 // NewHandler returns a handler serving st. The cache c outlives states: a
 // reload swaps the state and keeps the cache. c, m and log may be nil; a
-// nil c (or a disabled one) sends every query upstream.
-func NewHandler(st *State, c *cache.Cache, m *metrics.Metrics, log *slog.Logger) *Handler {
+// nil c (or a disabled one) sends every query upstream. ctx is the
+// handler's lifetime: a query that ServeDNS answers waits for the upstream
+// until ctx is done at the latest.
+func NewHandler(ctx context.Context, st *State, c *cache.Cache, m *metrics.Metrics, log *slog.Logger) *Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{cache: c, metrics: m, log: log}
+	h := &Handler{ctx: ctx, cache: c, metrics: m, log: log}
 	h.upstreamPlaces.max.Store(maxUpstreamInFlight)
 	h.buffers.New = func() any {
 		b := make([]byte, 0, 2048)
@@ -89,8 +94,14 @@ func (h *Handler) Swap(st *State) *State {
 // State returns the state in use.
 func (h *Handler) State() *State { return h.state.Load() }
 
-// ServeDNS implements dns.Handler.
-func (h *Handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+// ServeDNS implements dns.Handler, with the handler's lifetime as the
+// query's context.
+func (h *Handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) { h.serve(h.ctx, w, req) }
+
+// serve answers req and sends the reply to w. ctx is the query's: the
+// listener's lifetime, done when it shuts down, so that no query waits
+// for an upstream beyond the shutdown.
+func (h *Handler) serve(ctx context.Context, w dns.ResponseWriter, req *dns.Msg) {
 	start := time.Now()
 	_, udp := w.RemoteAddr().(*net.UDPAddr)
 	client := clientAddr(w.RemoteAddr())
@@ -104,9 +115,9 @@ func (h *Handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	var rcode int
 	switch {
 	case resp == nil && req.Question[0].Qtype == dns.TypeANY:
-		rcode = h.write(w, req, h.answerANY(st, req, name, client), udp, nil)
+		rcode = h.write(w, req, h.answerANY(ctx, st, req, name, client), udp, nil)
 	case resp == nil:
-		rcode = h.resolve(st, w, req, name, client, udp, &d)
+		rcode = h.resolve(ctx, st, w, req, name, client, udp, &d)
 	default:
 		rcode = h.write(w, req, resp, udp, blockEDE(st.Policy, &d))
 	}
@@ -172,11 +183,12 @@ func (h *Handler) answer(st *State, req *dns.Msg, client netip.Addr, id *policy.
 // entry it stored, through finish like any other reply. Every answer is
 // inspected first (inspect.go): when it points at an app blocked for the
 // client's group, d becomes that block and the client gets the block
-// answer; the cache keeps the upstream's answer.
-func (h *Handler) resolve(st *State, w dns.ResponseWriter, req *dns.Msg, name string, client netip.Addr, udp bool, d *policy.Decision) int {
+// answer; the cache keeps the upstream's answer. ctx bounds the wait for
+// the upstream, with upstreamBudget.
+func (h *Handler) resolve(ctx context.Context, st *State, w dns.ResponseWriter, req *dns.Msg, name string, client netip.Addr, udp bool, d *policy.Decision) int {
 	c := h.cache
 	if !c.Enabled() {
-		resp := h.forward(st, req, name, client)
+		resp := h.forward(ctx, st, req, name, client)
 		if inspectMsg(st, resp, d) {
 			return h.writeBlock(st, w, req, name, udp, d)
 		}
@@ -194,7 +206,7 @@ func (h *Handler) resolve(st *State, w dns.ResponseWriter, req *dns.Msg, name st
 		}
 		return h.writeEntry(w, req, e, now, udp)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), upstreamBudget)
+	ctx, cancel := context.WithTimeout(ctx, upstreamBudget)
 	defer cancel()
 	a := c.Resolve(ctx, key, e, h.fetch(st, req, name, client))
 	now = c.Now()
@@ -227,10 +239,10 @@ func (h *Handler) resolve(st *State, w dns.ResponseWriter, req *dns.Msg, name st
 // with its SOA when it does not, and SERVFAIL when the upstream does not
 // say. Whether the name exists is asked as an A query, through the cache:
 // the upstream is never asked for ANY, whose answer is the largest.
-func (h *Handler) answerANY(st *State, req *dns.Msg, name string, client netip.Addr) *dns.Msg {
+func (h *Handler) answerANY(ctx context.Context, st *State, req *dns.Msg, name string, client netip.Addr) *dns.Msg {
 	a := req.Copy()
 	a.Question[0].Qtype = dns.TypeA
-	resp, err := h.lookup(st, a, name, client)
+	resp, err := h.lookup(ctx, st, a, name, client)
 	switch {
 	case err != nil:
 		h.log.Debug("upstream failed", "name", name, "err", err)
@@ -259,17 +271,17 @@ func owns(resp *dns.Msg, name string) bool {
 // lookup returns the answer to req, a query the policy lets through, from
 // the cache or the upstream, without sending it: the same entries and the
 // same upstream queries as resolve.
-func (h *Handler) lookup(st *State, req *dns.Msg, name string, client netip.Addr) (*dns.Msg, error) {
+func (h *Handler) lookup(ctx context.Context, st *State, req *dns.Msg, name string, client netip.Addr) (*dns.Msg, error) {
 	c := h.cache
 	if !c.Enabled() {
-		return h.fetch(st, req, name, client)(context.Background())
+		return h.fetch(st, req, name, client)(ctx)
 	}
 	key := cache.KeyOf(req, name)
 	e, fresh := c.Lookup(key, c.Now())
 	if fresh {
 		return e.Msg(c.Now())
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), upstreamBudget)
+	ctx, cancel := context.WithTimeout(ctx, upstreamBudget)
 	defer cancel()
 	a := c.Resolve(ctx, key, e, h.fetch(st, req, name, client))
 	switch {
@@ -320,9 +332,9 @@ func (h *Handler) fetch(st *State, req *dns.Msg, name string, client netip.Addr)
 }
 
 // forward resolves the query upstream without the cache; SERVFAIL when no
-// upstream answers.
-func (h *Handler) forward(st *State, req *dns.Msg, name string, client netip.Addr) *dns.Msg {
-	resp, err := h.fetch(st, req, name, client)(context.Background())
+// upstream answers or ctx is done.
+func (h *Handler) forward(ctx context.Context, st *State, req *dns.Msg, name string, client netip.Addr) *dns.Msg {
+	resp, err := h.fetch(st, req, name, client)(ctx)
 	if err != nil {
 		h.log.Debug("upstream failed", "name", name, "err", err)
 		return upstreamAnswer(req, nil, err)

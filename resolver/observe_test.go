@@ -39,7 +39,7 @@ func BenchmarkObserve(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	h := NewHandler(&State{Policy: p}, nil, metrics.New("bench"), nil)
+	h := NewHandler(context.Background(), &State{Policy: p}, nil, metrics.New("bench"), nil)
 	st := h.State()
 	tests := []struct {
 		name     string

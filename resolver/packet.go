@@ -1,7 +1,6 @@
 package resolver
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -206,7 +205,7 @@ func validOption(code uint16, data []byte) bool {
 // drop counts a request dropped without an answer.
 func (s *Server) drop(client netip.Addr, why error) {
 	s.handler.Dropped(client)
-	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+	if s.log.Enabled(s.ctx, slog.LevelDebug) {
 		s.log.Debug("request dropped", "client", client.String(), "why", why.Error())
 	}
 }

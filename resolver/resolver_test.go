@@ -109,19 +109,19 @@ func startEnvServer(t testing.TB, up *dnstest.Upstream, cfgText string, now func
 	p := loadPolicy(t, cfgText)
 	cfg := p.Config
 	m := metrics.New("test")
-	router, err := upstream.NewRouter(cfg.Upstream, m)
+	router, err := upstream.NewRouter(context.Background(), cfg.Upstream, m)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(router.Close)
-	c := cache.New(cfg.Cache, m)
+	c := cache.New(context.Background(), cfg.Cache, m)
 	c.Now = now
-	h := NewHandler(&State{Policy: p, Upstream: router}, c, m, nil)
+	h := NewHandler(context.Background(), &State{Policy: p, Upstream: router}, c, m, nil)
 	srv := NewServer(h, nil)
 	if adjust != nil {
 		adjust(srv)
 	}
-	if err := srv.Start(cfg.Server); err != nil {
+	if err := srv.Start(context.Background(), cfg.Server); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

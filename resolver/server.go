@@ -49,6 +49,10 @@ const (
 	// rateLimitEntries is the number of clients the rate limiter remembers
 	// (16 bytes each); see package ratelimit for what happens beyond.
 	rateLimitEntries = 1 << 16
+	// shutdownDrain is how long Shutdown waits, once its grace is over
+	// and the queries' context cancelled, for their SERVFAIL replies to be
+	// written before it closes the sockets.
+	shutdownDrain = time.Second
 )
 
 // Server serves a Handler over UDP and TCP on every listen address. It owns
@@ -60,6 +64,11 @@ const (
 // (rate_limit, tcp_idle_timeout, max_tcp_connections) are read from the
 // Handler's policy for each packet or connection, so a reload changes them.
 type Server struct {
+	// ctx is the parent of every query's context, cancelled by Shutdown
+	// when its grace ends (stop): a query waiting for an upstream then
+	// gets SERVFAIL at once instead of outliving the shutdown.
+	ctx     context.Context
+	stop    context.CancelFunc
 	handler *Handler
 	log     *slog.Logger
 	limiter *ratelimit.Limiter
@@ -108,6 +117,8 @@ func NewServer(h *Handler, log *slog.Logger) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
+		ctx:            h.ctx, // until Start
+		stop:           func() {},
 		handler:        h,
 		log:            log,
 		limiter:        ratelimit.New(rateLimitEntries),
@@ -127,8 +138,11 @@ func NewServer(h *Handler, log *slog.Logger) *Server {
 
 // Start binds UDP and TCP on every address of cfg.Listen (the same port for
 // both, also when the port is 0) and starts serving. Binding errors are
-// returned before anything is served.
-func (s *Server) Start(cfg config.Server) error {
+// returned before anything is served. The queries' contexts derive from
+// ctx: when it is done, or when Shutdown's grace ends, a query still
+// waiting for an upstream is answered SERVFAIL.
+func (s *Server) Start(ctx context.Context, cfg config.Server) error {
+	s.ctx, s.stop = context.WithCancel(ctx)
 	for _, addr := range cfg.Listen {
 		u, l, err := bindPair(addr)
 		if err != nil {
@@ -178,8 +192,11 @@ func (s *Server) UDPAddrs() []net.Addr {
 // Shutdown stops accepting queries, waits until the queries in flight are
 // answered (or ctx is done), and closes the sockets. Idle TCP connections
 // are closed at once; a connection whose query is being answered is closed
-// after its reply.
+// after its reply. When ctx is done first, the queries still waiting for
+// an upstream are cancelled: they are answered SERVFAIL, for up to
+// shutdownDrain, before the sockets close.
 func (s *Server) Shutdown(ctx context.Context) error {
+	defer s.stop()
 	s.mu.Lock()
 	s.closing = true
 	s.stopped.Store(true)
@@ -206,6 +223,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		err = ctx.Err()
+		s.stop()
+		t := time.NewTimer(shutdownDrain)
+		select {
+		case <-done:
+		case <-t.C:
+		}
+		t.Stop()
 	}
 	s.closeListeners()
 	s.mu.Lock()

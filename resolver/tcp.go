@@ -298,7 +298,7 @@ func (s *Server) serveTCPConn(tc *tcpConn, client netip.Addr) {
 				<-places
 				inFlight.Done()
 			}()
-			s.handler.ServeDNS(w, req)
+			s.handler.serve(s.ctx, w, req)
 		}()
 	}
 }

@@ -196,7 +196,7 @@ func (s *Server) serveUDPPacket(u udpSocket, bp *[]byte, n int, peer udpPeer, cl
 	if req == nil {
 		return
 	}
-	s.handler.ServeDNS(&udpWriter{sock: u, peer: peer}, req)
+	s.handler.serve(s.ctx, &udpWriter{sock: u, peer: peer}, req)
 }
 
 // udpWriter sends the reply to one UDP query, from the address the query

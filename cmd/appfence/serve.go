@@ -48,7 +48,12 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	log := newLogger(cfg.Log, stderr)
 	m := metrics.New(buildVersion())
-	d := &daemon{log: log, metrics: m}
+	// life is the daemon's lifetime, the parent of every query's context:
+	// not ctx, whose end (a signal) starts the shutdown, but its end, when
+	// the queries in flight have had shutdownGrace to finish.
+	life, endLife := context.WithCancel(context.WithoutCancel(ctx))
+	defer endLife()
+	d := &daemon{ctx: life, log: log, metrics: m}
 	sd := notifier{log: log}
 	rl := reload.New(reload.Options{Path: *cfgPath, Install: d.install, Metrics: m, Log: log,
 		Downloader: &remote.Downloader{UserAgent: "appfence/" + buildVersion()},
@@ -63,12 +68,12 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 	srv := resolver.NewServer(d.handler, log)
 	transport := metrics.NewTransport(m.Registry)
 	srv.CountTransports(transport)
-	if err := srv.Start(p.Config.Server); err != nil {
+	if err := srv.Start(life, p.Config.Server); err != nil {
 		log.Error("start", "err", err)
 		return 1
 	}
 	tlsSrv := resolver.NewTLSServer(srv, transport, log)
-	if err := tlsSrv.Start(p.Config.Server.TLS); err != nil {
+	if err := tlsSrv.Start(life, p.Config.Server.TLS); err != nil {
 		log.Error("start encrypted listeners", "err", err)
 		srv.Shutdown(context.Background())
 		return 1
@@ -148,6 +153,7 @@ loop:
 
 // daemon is the running resolver's state that outlives one policy.
 type daemon struct {
+	ctx       context.Context // its lifetime
 	log       *slog.Logger
 	metrics   *metrics.Metrics
 	handler   *resolver.Handler
@@ -172,8 +178,8 @@ type tokenState struct {
 }
 
 // newState builds what queries need from a policy.
-func newState(p *policy.Policy, m *metrics.Metrics, log *slog.Logger) (*resolver.State, error) {
-	router, err := upstream.NewRouter(p.Config.Upstream, m, upstream.WithLogger(log))
+func newState(ctx context.Context, p *policy.Policy, m *metrics.Metrics, log *slog.Logger) (*resolver.State, error) {
+	router, err := upstream.NewRouter(ctx, p.Config.Upstream, m, upstream.WithLogger(log))
 	if err != nil {
 		return nil, err
 	}
@@ -184,15 +190,15 @@ func newState(p *policy.Policy, m *metrics.Metrics, log *slog.Logger) (*resolver
 // calls it with a policy built and validated completely). Queries in
 // flight finish with the state they started with.
 func (d *daemon) install(p *policy.Policy) error {
-	st, err := newState(p, d.metrics, d.log)
+	st, err := newState(d.ctx, p, d.metrics, d.log)
 	if err != nil {
 		return err
 	}
 	d.loadToken(p.Config.Metrics.BearerTokenFile)
 	if d.handler == nil {
 		// The cache is made once: reloads swap the handler's state and keep it.
-		d.cache = cache.New(p.Config.Cache, d.metrics)
-		d.handler = resolver.NewHandler(st, d.cache, d.metrics, d.log)
+		d.cache = cache.New(d.ctx, p.Config.Cache, d.metrics)
+		d.handler = resolver.NewHandler(d.ctx, st, d.cache, d.metrics, d.log)
 		d.setQueryLog(p.Config.Log.QueryLog)
 		d.setDnstap(p.Config.Log)
 		return nil

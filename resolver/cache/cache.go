@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"context"
 	"sync/atomic"
 	"time"
 
@@ -19,6 +20,9 @@ type Cache struct {
 	// before the cache is used, to control expiry without waiting.
 	Now func() time.Time
 
+	// ctx is the cache's lifetime: the resolutions it runs for its
+	// entries (shared misses, refreshes, prefetches) end when it is done.
+	ctx      context.Context
 	lru      *lru.Cache[Key, *Entry]
 	settings atomic.Pointer[config.Cache]
 	flights  flights
@@ -30,9 +34,11 @@ type Cache struct {
 
 // New returns a cache with the settings of a [cache] section; m may be nil.
 // A size of 0 makes a cache that stores nothing (Enabled is false) until
-// Configure gives it a size.
-func New(cfg config.Cache, m *metrics.Metrics) *Cache {
-	c := &Cache{Now: time.Now, flights: flights{m: map[Key]*flight{}}}
+// Configure gives it a size. ctx is the cache's lifetime: the upstream
+// queries it runs in the background (a miss that others share, refreshes)
+// end when ctx is done.
+func New(ctx context.Context, cfg config.Cache, m *metrics.Metrics) *Cache {
+	c := &Cache{Now: time.Now, ctx: ctx, flights: flights{m: map[Key]*flight{}}}
 	// lru.New fails only for a size below 1.
 	c.lru, _ = lru.New[Key, *Entry](max(cfg.Size, 1))
 	c.settings.Store(&cfg)

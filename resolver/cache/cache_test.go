@@ -16,7 +16,7 @@ import (
 // newTestCache returns a cache with cfg on a test clock.
 func newTestCache(cfg config.Cache) (*Cache, *dnstest.Clock) {
 	clk := dnstest.NewClock()
-	c := New(cfg, nil)
+	c := New(context.Background(), cfg, nil)
 	c.Now = clk.Now
 	return c, clk
 }

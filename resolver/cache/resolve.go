@@ -79,9 +79,10 @@ func (c *Cache) Resolve(ctx context.Context, k Key, stale *Entry, fetch Fetch) A
 }
 
 // fill runs one resolution of k and stores its answer when it can be
-// cached.
+// cached. It runs for every query that waits for it, and for the cache:
+// within the cache's lifetime, not that of the query that started it.
 func (c *Cache) fill(k Key, fetch Fetch) result {
-	m, err := fetch(context.Background())
+	m, err := fetch(c.ctx)
 	if err != nil {
 		return result{err: err}
 	}

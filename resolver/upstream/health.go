@@ -68,8 +68,10 @@ type monitor struct {
 	wg     sync.WaitGroup
 }
 
-func newMonitor(st *settings, timeout time.Duration) *monitor {
-	ctx, cancel := context.WithCancel(context.Background())
+// newMonitor returns the monitor of a Router; its background work ends
+// when ctx is done or at close.
+func newMonitor(ctx context.Context, st *settings, timeout time.Duration) *monitor {
+	ctx, cancel := context.WithCancel(ctx)
 	return &monitor{st: st, timeout: timeout, log: st.log, ctx: ctx, cancel: cancel}
 }
 

@@ -43,7 +43,7 @@ func newRouter(t testing.TB, m *metrics.Metrics, strategy string, servers []stri
 
 func routerFor(t testing.TB, m *metrics.Metrics, cfg config.Upstream, opts ...Option) *Router {
 	t.Helper()
-	r, err := NewRouter(cfg, m, append([]Option{quick}, opts...)...)
+	r, err := NewRouter(context.Background(), cfg, m, append([]Option{quick}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -73,8 +73,10 @@ func defaultSettings() settings {
 // NewRouter builds the pools of an [upstream] section: the default pool of
 // upstream.servers and one per [[upstream.forward]]. A server listed in
 // several pools is one server, with one health and one set of connections.
-// m may be nil. Close the Router when it is no longer used.
-func NewRouter(cfg config.Upstream, m *metrics.Metrics, opts ...Option) (*Router, error) {
+// m may be nil. Close the Router when it is no longer used. ctx is the
+// lifetime of its background work (the probers of down servers, the
+// measuring queries): it ends when ctx is done, or at Close.
+func NewRouter(ctx context.Context, cfg config.Upstream, m *metrics.Metrics, opts ...Option) (*Router, error) {
 	st := defaultSettings()
 	for _, o := range opts {
 		o(&st)
@@ -90,7 +92,7 @@ func NewRouter(cfg config.Upstream, m *metrics.Metrics, opts ...Option) (*Router
 	if err != nil {
 		return nil, err
 	}
-	r := &Router{zones: map[string]*Pool{}, mon: newMonitor(&st, cfg.Timeout)}
+	r := &Router{zones: map[string]*Pool{}, mon: newMonitor(ctx, &st, cfg.Timeout)}
 	byName := map[string]*endpoint{}
 	newPool := func(servers []config.UpstreamServer) (*Pool, error) {
 		p := &Pool{strategy: strat, timeout: cfg.Timeout, mon: r.mon}

@@ -140,7 +140,7 @@ func TestNewRouterErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r, err := NewRouter(tt.cfg, nil)
+			r, err := NewRouter(t.Context(), tt.cfg, nil)
 			if err == nil {
 				r.Close()
 				t.Fatal("no error")
