@@ -47,6 +47,8 @@ type Options struct {
 	// and READY=1.
 	Reloading func()
 	Reloaded  func(err error)
+	// Now is the clock of the reload metrics' timestamps; nil is time.Now.
+	Now func() time.Time
 }
 
 // Reloader builds and installs policies, one at a time.
@@ -79,6 +81,9 @@ func New(opts Options) *Reloader {
 	}
 	if opts.Downloader == nil {
 		opts.Downloader = &remote.Downloader{}
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
 	return &Reloader{opts: opts, log: opts.Log, seed: maphash.MakeSeed(), pending: make(chan struct{}, 1)}
 }
@@ -202,7 +207,7 @@ func (r *Reloader) installed(p *policy.Policy, d digest, fp uint64) {
 	r.current, r.digest, r.inputs = p, d, fp
 	if m := r.opts.Metrics; m != nil {
 		m.LastReloadOK.Set(1)
-		m.LastReloadTime.Set(float64(time.Now().Unix()))
+		m.LastReloadTime.Set(float64(r.opts.Now().Unix()))
 		m.BlocklistRules.Reset()
 		for name, n := range p.Set.Rules {
 			m.BlocklistRules.WithLabelValues(name).Set(float64(n))

@@ -80,6 +80,7 @@ type env struct {
 	reloader *Reloader
 	logs     *logBuffer
 	installs atomic.Int64
+	clock    *dnstest.Clock // the reload timestamps' clock
 }
 
 func newEnv(t *testing.T, blocking string, apps map[string]string) *env {
@@ -101,7 +102,7 @@ func newEnvIn(t *testing.T, dir, blocking string, apps map[string]string) *env {
 		"ok.video.test. 300 IN A 192.0.2.31",
 		"chat.test. 300 IN A 192.0.2.40",
 	)
-	e := &env{t: t, dir: dir, cfgPath: filepath.Join(dir, "appfence.toml"), upstream: up, metrics: metrics.New("test"), logs: &logBuffer{}}
+	e := &env{t: t, dir: dir, cfgPath: filepath.Join(dir, "appfence.toml"), upstream: up, metrics: metrics.New("test"), logs: &logBuffer{}, clock: dnstest.NewClock()}
 	e.writeConfig(blocking)
 	e.reloader = e.newReloader()
 	if _, err := e.reloader.Load(); err != nil {
@@ -121,7 +122,7 @@ func newEnvIn(t *testing.T, dir, blocking string, apps map[string]string) *env {
 }
 
 func (e *env) newReloader() *Reloader {
-	return New(Options{Path: e.cfgPath, Install: e.install, Metrics: e.metrics, Debounce: 100 * time.Millisecond,
+	return New(Options{Path: e.cfgPath, Install: e.install, Metrics: e.metrics, Debounce: 100 * time.Millisecond, Now: e.clock.Now,
 		Log: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 }
 
@@ -364,7 +365,7 @@ func TestBrokenFileKeepsOldPolicy(t *testing.T) {
 		e.writeConfig(`block = ["tiktok", "video"]`)
 	}
 	before := testutil.ToFloat64(e.metrics.LastReloadTime)
-	time.Sleep(1100 * time.Millisecond) // the timestamp has a resolution of a second
+	e.clock.Advance(time.Second) // the timestamp has a resolution of a second
 	if err := e.reloader.Reload("fixed"); err != nil {
 		t.Fatal(err)
 	}

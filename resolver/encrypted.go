@@ -366,7 +366,7 @@ func (t *TLSServer) answer(transport string, raw []byte, client netip.Addr, w *e
 		return false
 	}
 	w.req, w.proto = req, transport
-	if rate := t.settings().RateLimit; rate > 0 && !s.limiter.Allow(client, rate, time.Now()) {
+	if !s.allow(client) {
 		s.handler.refuse(w, req, client)
 		return true
 	}

@@ -72,6 +72,8 @@ type Server struct {
 	handler *Handler
 	log     *slog.Logger
 	limiter *ratelimit.Limiter
+	// now is the rate limiter's clock: time.Now, or a test's.
+	now func() time.Time
 
 	// Limits, the constants above; tests lower them.
 	udpPlaces      places // UDP queries being answered
@@ -122,6 +124,7 @@ func NewServer(h *Handler, log *slog.Logger) *Server {
 		handler:        h,
 		log:            log,
 		limiter:        ratelimit.New(rateLimitEntries),
+		now:            time.Now,
 		maxTCPQueries:  maxTCPQueries,
 		maxTCPInFlight: maxTCPInFlight,
 		conns:          map[net.Conn]*tcpConn{},
@@ -162,6 +165,13 @@ func (s *Server) Start(ctx context.Context, cfg config.Server) error {
 		s.log.Info("listening", "udp", s.udp[i].conn.LocalAddr().String(), "tcp", s.tcp[i].Addr().String())
 	}
 	return nil
+}
+
+// allow reports whether a query from client is within server.rate_limit,
+// and charges it to the client's bucket.
+func (s *Server) allow(client netip.Addr) bool {
+	rate := s.settings().RateLimit
+	return rate <= 0 || s.limiter.Allow(client, rate, s.now())
 }
 
 // settings returns the [server] section of the policy in use.

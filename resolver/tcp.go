@@ -270,7 +270,7 @@ func (s *Server) serveTCPConn(tc *tcpConn, client netip.Addr) {
 			q.tcp.Inc()
 		}
 		limited := false
-		if rate := s.settings().RateLimit; rate > 0 && !s.limiter.Allow(client, rate, time.Now()) {
+		if !s.allow(client) {
 			limited = true
 		} else if reply, ok := s.handler.serveWire(raw, client, false, out[:0], &scratch); ok {
 			out = reply[:0]

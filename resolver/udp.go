@@ -3,7 +3,6 @@ package resolver
 import (
 	"net"
 	"net/netip"
-	"time"
 
 	"github.com/miekg/dns"
 	"golang.org/x/net/ipv4"
@@ -168,7 +167,7 @@ func (s *Server) udpPacket(u udpSocket, raw []byte, peer udpPeer, out []byte, sc
 	if q := s.queries.Load(); q != nil {
 		q.udp.Inc()
 	}
-	if rate := s.settings().RateLimit; rate > 0 && !s.limiter.Allow(client, rate, time.Now()) {
+	if !s.allow(client) {
 		s.drop(client, errRateLimit)
 		return out, false
 	}
