@@ -103,9 +103,20 @@ func Store(cfg *config.Config) remote.Store { return remote.Store{Dir: cfg.Block
 
 // Load builds the first policy and installs it.
 func (r *Reloader) Load() (*policy.Policy, error) {
+	cfg, err := policy.LoadConfig(r.opts.Path)
+	if err != nil {
+		return nil, err
+	}
+	return r.LoadConfig(cfg)
+}
+
+// LoadConfig is Load with the configuration at Options.Path already read
+// (for the logger it configures): it builds the first policy from cfg and
+// installs it.
+func (r *Reloader) LoadConfig(cfg *config.Config) (*policy.Policy, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	p, err := build(r.opts.Path)
+	p, err := policy.Compile(cfg, Store(cfg))
 	if err == nil {
 		err = r.opts.Install(p)
 	}

@@ -17,11 +17,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/appfence/appfence/internal/dnstest"
+	"github.com/appfence/appfence/internal/stack"
 	"github.com/appfence/appfence/metrics"
 	"github.com/appfence/appfence/policy"
 	"github.com/appfence/appfence/resolver"
 	"github.com/appfence/appfence/resolver/cache"
-	"github.com/appfence/appfence/resolver/upstream"
 )
 
 // configText is the config of these tests; %s is the upstream, then the
@@ -80,6 +80,7 @@ type env struct {
 	reloader *Reloader
 	logs     *logBuffer
 	installs atomic.Int64
+	stack    *stack.Stack   // what the reloader installs into, as the daemon's
 	clock    *dnstest.Clock // the reload timestamps' clock
 }
 
@@ -103,6 +104,8 @@ func newEnvIn(t *testing.T, dir, blocking string, apps map[string]string) *env {
 		"chat.test. 300 IN A 192.0.2.40",
 	)
 	e := &env{t: t, dir: dir, cfgPath: filepath.Join(dir, "appfence.toml"), upstream: up, metrics: metrics.New("test"), logs: &logBuffer{}, clock: dnstest.NewClock()}
+	e.stack = stack.New(context.Background(), stack.Options{Metrics: e.metrics})
+	t.Cleanup(func() { e.stack.Close() })
 	e.writeConfig(blocking)
 	e.reloader = e.newReloader()
 	if _, err := e.reloader.Load(); err != nil {
@@ -126,22 +129,13 @@ func (e *env) newReloader() *Reloader {
 		Log: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 }
 
-// install does what serve's does: a new upstream router for the policy,
-// swapped in with it; the cache is made once and kept.
+// install is the daemon's install (internal/stack), counted.
 func (e *env) install(p *policy.Policy) error {
 	e.installs.Add(1)
-	router, err := upstream.NewRouter(context.Background(), p.Config.Upstream, e.metrics)
-	if err != nil {
+	if err := e.stack.Install(p); err != nil {
 		return err
 	}
-	st := &resolver.State{Policy: p, Upstream: router}
-	if e.handler == nil {
-		e.cache = cache.New(context.Background(), p.Config.Cache, e.metrics)
-		e.handler = resolver.NewHandler(context.Background(), st, e.cache, e.metrics, nil)
-		return nil
-	}
-	e.handler.Swap(st).Upstream.Close()
-	e.cache.Configure(p.Config.Cache)
+	e.handler, e.cache = e.stack.Handler(), e.stack.Cache()
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/appfence/appfence/internal/dnswire"
 	"github.com/appfence/appfence/policy"
 )
 
@@ -37,7 +38,7 @@ func explain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	names := fs.Args()
-	qtype, err := parseType(*typeFlag)
+	qtype, err := dnswire.ParseType(*typeFlag)
 	if err != nil {
 		fmt.Fprintf(stderr, "appfence explain: -%v\n", err)
 		return 2

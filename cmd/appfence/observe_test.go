@@ -21,6 +21,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/appfence/appfence/config"
+	"github.com/appfence/appfence/internal/daemon"
 	"github.com/appfence/appfence/internal/dnstest"
 	"github.com/appfence/appfence/internal/promtest"
 	"github.com/appfence/appfence/metrics"
@@ -576,7 +577,7 @@ tests:
 
 func TestNewLogger(t *testing.T) {
 	var buf bytes.Buffer
-	log := newLogger(config.Log{Level: "warn", Format: "json"}, &buf)
+	log := daemon.NewLogger(config.Log{Level: "warn", Format: "json"}, &buf)
 	log.Info("hidden")
 	log.Warn("shown", "n", 1)
 	var v map[string]any
@@ -584,7 +585,7 @@ func TestNewLogger(t *testing.T) {
 		t.Errorf("json at warn: %q (%v)", buf.String(), err)
 	}
 	buf.Reset()
-	log = newLogger(config.Log{Level: "debug", Format: "text"}, &buf)
+	log = daemon.NewLogger(config.Log{Level: "debug", Format: "text"}, &buf)
 	log.Debug("detail", "k", "v")
 	if !strings.Contains(buf.String(), "level=DEBUG msg=detail k=v") {
 		t.Errorf("text at debug: %q", buf.String())

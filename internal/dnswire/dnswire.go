@@ -5,6 +5,8 @@ package dnswire
 
 import (
 	"encoding/binary"
+	"fmt"
+	"strings"
 
 	"github.com/miekg/dns"
 )
@@ -57,4 +59,20 @@ func AppendOPT(dst []byte, payload uint16, do bool, ede *EDE) []byte {
 		dst = append(dst, ede.Text...)
 	}
 	return dst
+}
+
+// ParseType parses a query type mnemonic ("A", "https") or "TYPE65"; ""
+// is A.
+func ParseType(s string) (uint16, error) {
+	if s == "" {
+		return dns.TypeA, nil
+	}
+	if t, ok := dns.StringToType[strings.ToUpper(s)]; ok {
+		return t, nil
+	}
+	var n uint16
+	if _, err := fmt.Sscanf(strings.ToUpper(s), "TYPE%d", &n); err == nil {
+		return n, nil
+	}
+	return 0, fmt.Errorf("type: %q is not a DNS type", s)
 }

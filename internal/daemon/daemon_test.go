@@ -1,0 +1,151 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/appfence/appfence/internal/dnstest"
+)
+
+// testConfig is a daemon on loopback with a local upstream (%s) and its
+// endpoints on a random port.
+const testConfig = `
+[server]
+listen = ["127.0.0.1:0"]
+allow_clients = ["127.0.0.0/8"]
+
+[upstream]
+servers = ["%s"]
+timeout = "%s"
+
+[blocking]
+lists = ["apps/*.toml"]
+block = ["video"]
+
+[metrics]
+listen = "127.0.0.1:0"
+`
+
+// start writes the config and an app file to a directory and starts a
+// daemon on them; it is shut down at the end of the test.
+func start(t *testing.T, up *dnstest.Upstream, timeout string) *Daemon {
+	t.Helper()
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, "apps"), 0o755)
+	if err := os.WriteFile(filepath.Join(dir, "apps", "video.toml"), []byte("[[app]]\nname = \"video\"\ndomains = [\"video.test\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "appfence.toml")
+	if err := os.WriteFile(path, []byte(fmt.Sprintf(testConfig, up.Addr, timeout)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d, err := New(context.Background(), path, Options{Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		d.Shutdown(ctx)
+	})
+	return d
+}
+
+// TestDaemon: New loads the policy and binds; the daemon answers over UDP
+// and TCP (blocked and resolved names), and /readyz is ready.
+func TestDaemon(t *testing.T) {
+	up := dnstest.NewUpstream(t, "www.example.test. 300 IN A 192.0.2.20", "www.video.test. 300 IN A 192.0.2.30")
+	d := start(t, up, "1s")
+	addr := d.UDPAddrs()[0].String()
+	for _, netw := range []string{"udp", "tcp"} {
+		for _, tt := range []struct {
+			name  string
+			rcode int
+			a     string
+		}{
+			{"www.example.test.", dns.RcodeSuccess, "192.0.2.20"},
+			{"www.video.test.", dns.RcodeNameError, ""}, // blocked
+		} {
+			resp, err := dnstest.Client{}.Exchange(context.Background(), netw, addr, dnstest.NewQuery(tt.name, dns.TypeA, true, false))
+			if err != nil {
+				t.Fatalf("%s %s: %v", netw, tt.name, err)
+			}
+			got := ""
+			if len(resp.Answer) == 1 {
+				got = resp.Answer[0].(*dns.A).A.String()
+			}
+			if resp.Rcode != tt.rcode || got != tt.a || len(resp.Answer) > 1 {
+				t.Errorf("%s %s: %v, want %s %s", netw, tt.name, resp, dns.RcodeToString[tt.rcode], tt.a)
+			}
+		}
+	}
+	if d.HTTPAddr() == nil {
+		t.Fatal("no HTTP address")
+	}
+	res, err := http.Get("http://" + d.HTTPAddr().String() + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Errorf("/readyz: %s", res.Status)
+	}
+	if err := d.Ready(); err != nil {
+		t.Errorf("Ready: %v", err)
+	}
+}
+
+// TestShutdownCancelsUpstreamWaits: Shutdown's grace bounds a query that
+// waits for an upstream that never answers: it is answered SERVFAIL when
+// the grace ends, long before upstream.timeout, and Run returns nil.
+func TestShutdownCancelsUpstreamWaits(t *testing.T) {
+	up := dnstest.NewUpstream(t)
+	up.SetSilent(true)
+	d := start(t, up, "25s")
+	ctx, cancel := context.WithCancel(context.Background())
+	run := make(chan error, 1)
+	go func() { run <- d.Run(ctx) }()
+	reply := make(chan error, 1)
+	go func() {
+		c := dnstest.Client{Timeout: 20 * time.Second}
+		resp, err := c.Exchange(context.Background(), "udp", d.UDPAddrs()[0].String(), dnstest.NewQuery("slow.example.test.", dns.TypeA, true, false))
+		if err == nil && resp.Rcode != dns.RcodeServerFailure {
+			err = fmt.Errorf("rcode %s, want SERVFAIL", dns.RcodeToString[resp.Rcode])
+		}
+		reply <- err
+	}()
+	for deadline := time.Now().Add(5 * time.Second); up.Total() == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the upstream was never asked")
+		}
+	}
+	cancel()
+	if err := <-run; err != nil {
+		t.Errorf("Run = %v", err)
+	}
+	start := time.Now()
+	sctx, scancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer scancel()
+	if err := d.Shutdown(sctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Shutdown = %v, want the grace exceeded", err)
+	}
+	select {
+	case err := <-reply:
+		if err != nil {
+			t.Error(err)
+		}
+		if took := time.Since(start); took > 3*time.Second {
+			t.Errorf("answered %v after the shutdown began", took)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the query still waits 10 s after the shutdown")
+	}
+}
