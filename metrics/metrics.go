@@ -18,34 +18,26 @@ import (
 // Namespace prefixes every metric name.
 const Namespace = "appfence"
 
-// Metrics holds every collector of the SPEC's metrics table, and
+// Metrics holds the collectors of the SPEC's metrics table but those of
+// the cache and the upstreams (declared next to their code, in
+// resolver/cache and resolver/upstream), and
 // appfence_querylog_dropped_total. The per-query collectors (Queries,
-// AppQueries, Responses, QueryDuration) are counted through a QuerySeries,
-// which resolves their series once per policy.
+// AppQueries, Responses, QueryDuration) are counted by the resolver, which
+// resolves their series once per policy.
 type Metrics struct {
 	Registry *prometheus.Registry
 
-	Queries          *prometheus.CounterVec   // group, action
-	AppQueries       *prometheus.CounterVec   // group, app, action
-	Responses        *prometheus.CounterVec   // group, rcode
-	QueryDuration    *prometheus.HistogramVec // group
-	CacheRequests    *prometheus.CounterVec   // result
-	CacheEntries     prometheus.Gauge
-	UpstreamRequests *prometheus.CounterVec   // upstream, rcode
-	UpstreamErrors   *prometheus.CounterVec   // upstream, kind
-	UpstreamDuration *prometheus.HistogramVec // upstream
-	UpstreamUp       *prometheus.GaugeVec     // upstream
-	BlocklistRules   *prometheus.GaugeVec     // app
-	Reloads          *prometheus.CounterVec   // result
-	LastReloadOK     prometheus.Gauge
-	LastReloadTime   prometheus.Gauge
-	BuildInfo        *prometheus.GaugeVec // version, goversion
-	QueryLogDropped  prometheus.Counter
+	Queries         *prometheus.CounterVec   // group, action
+	AppQueries      *prometheus.CounterVec   // group, app, action
+	Responses       *prometheus.CounterVec   // group, rcode
+	QueryDuration   *prometheus.HistogramVec // group
+	BlocklistRules  *prometheus.GaugeVec     // app
+	Reloads         *prometheus.CounterVec   // result
+	LastReloadOK    prometheus.Gauge
+	LastReloadTime  prometheus.Gauge
+	BuildInfo       *prometheus.GaugeVec // version, goversion
+	QueryLogDropped prometheus.Counter
 
-	// UpstreamMismatched counts UDP answers ignored because they did not
-	// answer the query waiting for them (wrong ID or question: spoofed or
-	// stray), by upstream.
-	UpstreamMismatched *prometheus.CounterVec // upstream
 	// UpstreamShed counts the queries refused an upstream query because
 	// their client or zone had its share in flight (upstream.max_in_flight_per_*).
 	UpstreamShed *prometheus.CounterVec // reason = client / zone
@@ -84,20 +76,6 @@ func New(version string) *Metrics {
 		QueryDuration: f.histogram("query_duration_seconds",
 			"Time from receiving a query to sending its answer, by client group.",
 			[]float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}, "group"),
-		CacheRequests: f.counter("cache_requests_total",
-			"Cache lookups, by result (hit, miss, stale).", "result"),
-		CacheEntries: f.gauge("cache_entries", "Entries in the cache."),
-		UpstreamRequests: f.counter("upstream_requests_total",
-			"Answers received from upstream servers, by upstream and response code.", "upstream", "rcode"),
-		UpstreamErrors: f.counter("upstream_errors_total",
-			"Failed upstream exchanges, by upstream and kind (timeout, network, tls, http, other).", "upstream", "kind"),
-		UpstreamDuration: f.histogram("upstream_duration_seconds",
-			"Round-trip time of upstream exchanges, by upstream.",
-			[]float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}, "upstream"),
-		UpstreamUp: f.gaugeVec("upstream_up",
-			"1 when the upstream server is considered healthy, 0 when it is marked down.", "upstream"),
-		UpstreamMismatched: f.counter("upstream_mismatched_responses_total",
-			"UDP answers ignored because they did not answer the query waiting for them (wrong ID or question), by upstream.", "upstream"),
 		BlocklistRules: f.gaugeVec("blocklist_rules", "Rules compiled for each app.", "app"),
 		Reloads: f.counter("config_reloads_total",
 			"Policy reloads, by result: success (the files changed), unchanged (they were as the serving policy's: one change is counted once however many reloads it asks for), failure.", "result"),
@@ -132,9 +110,6 @@ func New(version string) *Metrics {
 	m.QueryLogOK.Set(1)
 	for _, r := range []string{"success", "unchanged", "failure"} {
 		m.Reloads.WithLabelValues(r)
-	}
-	for _, r := range []string{"hit", "miss", "stale"} {
-		m.CacheRequests.WithLabelValues(r)
 	}
 	return m
 }

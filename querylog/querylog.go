@@ -26,7 +26,7 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/appfence/appfence/metrics"
+	"github.com/appfence/appfence/internal/dnswire"
 
 	"github.com/appfence/appfence/internal/dnsname"
 )
@@ -87,7 +87,7 @@ type line struct {
 const timeFormat = "2006-01-02T15:04:05.000Z07:00"
 
 func (e *Entry) line() line {
-	rcode := metrics.RcodeName(e.Rcode)
+	rcode := dnswire.RcodeName(e.Rcode)
 	typ := ""
 	if e.Name != "" || e.Type != 0 {
 		typ = dns.Type(e.Type).String()

@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/appfence/appfence/internal/dnstest"
+	"github.com/appfence/appfence/internal/promtest"
 )
 
 // startCached starts the resolver with cacheKeys in its [cache] section and
@@ -26,10 +26,12 @@ func startCached(t *testing.T, cacheKeys string, records ...string) (*env, *dnst
 
 // cacheCount returns appfence_cache_requests_total{result}.
 func (e *env) cacheCount(result string) float64 {
-	return testutil.ToFloat64(e.metrics.CacheRequests.WithLabelValues(result))
+	return promtest.Gather(e.t, e.metrics.Registry).Values("appfence_cache_requests_total", "result")[result]
 }
 
-func (e *env) cacheEntries() float64 { return testutil.ToFloat64(e.metrics.CacheEntries) }
+func (e *env) cacheEntries() float64 {
+	return promtest.Gather(e.t, e.metrics.Registry).Values("appfence_cache_entries")[""]
+}
 
 // ttls returns the TTLs of every record of resp but OPT, in order.
 func ttls(resp *dns.Msg) []uint32 {

@@ -32,7 +32,8 @@ func inspectEntry(st *State, e *cache.Entry, m *dns.Msg, now time.Time, d *polic
 	if !p.Inspects() {
 		return false
 	}
-	found, ok := e.Findings(st.generation)
+	kept, ok := e.Findings(st.generation)
+	found, _ := kept.([]policy.Finding)
 	if !ok {
 		if m == nil {
 			var err error

@@ -8,7 +8,6 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/appfence/appfence/metrics"
 	"github.com/appfence/appfence/policy"
 	"github.com/appfence/appfence/querylog"
 	"github.com/appfence/appfence/querylog/dnstap"
@@ -18,7 +17,7 @@ import (
 // of its policy, resolved when the State is installed, and its query log
 // settings.
 type observer struct {
-	series    *metrics.QuerySeries
+	series    *querySeries
 	logAll    bool // log.query_log_scope = "all"
 	anonymize bool // log.anonymize_clients
 }
@@ -35,11 +34,11 @@ func (h *Handler) install(st *State) {
 		l := st.Policy.Config.Log
 		o.logAll, o.anonymize = l.QueryLogScope == "all", l.AnonymizeClients
 		if h.metrics != nil {
-			var prev *metrics.QuerySeries
+			var prev *querySeries
 			if old := h.state.Load(); old != nil && old.obs != nil {
 				prev = old.obs.series
 			}
-			o.series = h.metrics.QuerySeries(st.Policy, prev)
+			o.series = newQuerySeries(h.metrics, st.Policy, prev)
 		}
 	}
 	st.obs = o

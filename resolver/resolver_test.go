@@ -48,6 +48,7 @@ listen = ""
 
 // env is a running resolver with its upstream.
 type env struct {
+	t        testing.TB
 	addr     string
 	upstream *dnstest.Upstream
 	handler  *Handler
@@ -109,12 +110,12 @@ func startEnvServer(t testing.TB, up *dnstest.Upstream, cfgText string, now func
 	p := loadPolicy(t, cfgText)
 	cfg := p.Config
 	m := metrics.New("test")
-	router, err := upstream.NewRouter(context.Background(), cfg.Upstream, m)
+	router, err := upstream.NewRouter(context.Background(), cfg.Upstream, m.Registry)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(router.Close)
-	c := cache.New(context.Background(), cfg.Cache, m)
+	c := cache.New(context.Background(), cfg.Cache, m.Registry)
 	c.Now = now
 	h := NewHandler(context.Background(), &State{Policy: p, Upstream: router}, c, m, nil)
 	srv := NewServer(h, nil)
@@ -129,7 +130,7 @@ func startEnvServer(t testing.TB, up *dnstest.Upstream, cfgText string, now func
 		defer cancel()
 		srv.Shutdown(ctx)
 	})
-	return &env{addr: srv.UDPAddrs()[0].String(), upstream: up, handler: h, cache: c, metrics: m, srv: srv}
+	return &env{t: t, addr: srv.UDPAddrs()[0].String(), upstream: up, handler: h, cache: c, metrics: m, srv: srv}
 }
 
 // ask sends a query from local over netw and fails the test on error.

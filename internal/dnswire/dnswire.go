@@ -1,11 +1,16 @@
 // Package dnswire writes the parts of DNS messages that AppFence's fast
 // paths build byte by byte instead of packing a dns.Msg: header bits and
-// the OPT record (RFC 6891) with an extended DNS error (RFC 8914).
+// the OPT record (RFC 6891) with an extended DNS error (RFC 8914); and
+// names DNS values as labels and flags do (RcodeName, ParseType).
+//
+// It imports only miekg/dns and the standard library: every package may
+// import it.
 package dnswire
 
 import (
 	"encoding/binary"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/miekg/dns"
@@ -75,4 +80,18 @@ func ParseType(s string) (uint16, error) {
 		return n, nil
 	}
 	return 0, fmt.Errorf("type: %q is not a DNS type", s)
+}
+
+// RcodeName is the name of an rcode in metric labels and logs: its
+// mnemonic, or RCODE and the number. 16 is BADVERS: miekg/dns names it
+// BADSIG, the TSIG meaning, but a resolver only ever sends it for an
+// unknown EDNS version.
+func RcodeName(rcode int) string {
+	if rcode == dns.RcodeBadVers {
+		return "BADVERS"
+	}
+	if s, ok := dns.RcodeToString[rcode]; ok {
+		return s
+	}
+	return "RCODE" + strconv.Itoa(rcode)
 }

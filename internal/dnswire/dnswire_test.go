@@ -46,3 +46,11 @@ func TestAppendOPT(t *testing.T) {
 		})
 	}
 }
+
+func TestRcodeName(t *testing.T) {
+	for rcode, want := range map[int]string{0: "NOERROR", 3: "NXDOMAIN", 16: "BADVERS", 4000: "RCODE4000"} {
+		if got := RcodeName(rcode); got != want {
+			t.Errorf("RcodeName(%d) = %q, want %q", rcode, got, want)
+		}
+	}
+}

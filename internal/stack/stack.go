@@ -18,6 +18,8 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/appfence/appfence/metrics"
 	"github.com/appfence/appfence/policy"
 	"github.com/appfence/appfence/querylog"
@@ -68,9 +70,14 @@ func New(ctx context.Context, opts Options) *Stack {
 	return &Stack{ctx: ctx, log: opts.Log, metrics: opts.Metrics, version: opts.Version}
 }
 
-// State builds what queries need from a policy: its upstream router.
+// State builds what queries need from a policy: its upstream router,
+// whose collectors are registered on m's registry (m may be nil).
 func State(ctx context.Context, p *policy.Policy, m *metrics.Metrics, log *slog.Logger) (*resolver.State, error) {
-	router, err := upstream.NewRouter(ctx, p.Config.Upstream, m, upstream.WithLogger(log))
+	var reg prometheus.Registerer
+	if m != nil {
+		reg = m.Registry
+	}
+	router, err := upstream.NewRouter(ctx, p.Config.Upstream, reg, upstream.WithLogger(log))
 	if err != nil {
 		return nil, err
 	}
@@ -88,7 +95,7 @@ func (s *Stack) Install(p *policy.Policy) error {
 	}
 	if s.handler == nil {
 		// The cache is made once: reloads swap the handler's state and keep it.
-		s.cache = cache.New(s.ctx, p.Config.Cache, s.metrics)
+		s.cache = cache.New(s.ctx, p.Config.Cache, s.metrics.Registry)
 		s.handler = resolver.NewHandler(s.ctx, st, s.cache, s.metrics, s.log)
 	} else {
 		old := s.handler.Swap(st)

@@ -9,7 +9,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/appfence/appfence/config"
-	"github.com/appfence/appfence/metrics"
 )
 
 // Cache holds upstream answers. It is made once per process and outlives
@@ -32,21 +31,24 @@ type Cache struct {
 	entries             prometheus.Gauge
 }
 
-// New returns a cache with the settings of a [cache] section; m may be nil.
+// New returns a cache with the settings of a [cache] section. Its
+// collectors (appfence_cache_requests_total, appfence_cache_entries) are
+// registered on reg; nil counts nothing.
 // A size of 0 makes a cache that stores nothing (Enabled is false) until
 // Configure gives it a size. ctx is the cache's lifetime: the upstream
 // queries it runs in the background (a miss that others share, refreshes)
 // end when ctx is done.
-func New(ctx context.Context, cfg config.Cache, m *metrics.Metrics) *Cache {
+func New(ctx context.Context, cfg config.Cache, reg prometheus.Registerer) *Cache {
 	c := &Cache{Now: time.Now, ctx: ctx, flights: flights{m: map[Key]*flight{}}}
 	// lru.New fails only for a size below 1.
 	c.lru, _ = lru.New[Key, *Entry](max(cfg.Size, 1))
 	c.settings.Store(&cfg)
-	if m != nil {
-		c.hits = m.CacheRequests.WithLabelValues("hit")
-		c.misses = m.CacheRequests.WithLabelValues("miss")
-		c.stale = m.CacheRequests.WithLabelValues("stale")
-		c.entries = m.CacheEntries
+	if reg != nil {
+		requests, entries := newCollectors(reg)
+		c.hits = requests.WithLabelValues("hit")
+		c.misses = requests.WithLabelValues("miss")
+		c.stale = requests.WithLabelValues("stale")
+		c.entries = entries
 	}
 	return c
 }

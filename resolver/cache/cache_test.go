@@ -8,9 +8,11 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/appfence/appfence/config"
 	"github.com/appfence/appfence/internal/dnstest"
+	"github.com/appfence/appfence/internal/promtest"
 )
 
 // newTestCache returns a cache with cfg on a test clock.
@@ -199,5 +201,26 @@ func TestPrefetchOncePerEntry(t *testing.T) {
 		if off.Hit(e2, clk2.Now()) {
 			t.Fatal("refresh triggered with prefetch off")
 		}
+	}
+}
+
+// TestCollectors: the cache registers its collectors on the registerer it
+// is given, the request results at zero from the start; a second cache on
+// the same registry counts on the same series.
+func TestCollectors(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	cfg := config.Default().Cache
+	New(context.Background(), cfg, reg)
+	fams := promtest.Gather(t, reg)
+	if got := fams.Values("appfence_cache_requests_total", "result"); len(got) != 3 || got["hit"] != 0 || got["miss"] != 0 || got["stale"] != 0 {
+		t.Errorf("appfence_cache_requests_total: %v, want hit, miss and stale at zero", got)
+	}
+	if fams["appfence_cache_entries"] == nil {
+		t.Error("appfence_cache_entries is not registered")
+	}
+	c := New(context.Background(), cfg, reg)
+	count(c.hits)
+	if got := promtest.Gather(t, reg).Values("appfence_cache_requests_total", "result")["hit"]; got != 1 {
+		t.Errorf("hits of the second cache: %v, want 1", got)
 	}
 }

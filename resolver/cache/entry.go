@@ -13,7 +13,6 @@ import (
 
 	"github.com/appfence/appfence/config"
 	"github.com/appfence/appfence/internal/dnswire"
-	"github.com/appfence/appfence/policy"
 )
 
 // Key identifies a cached answer: the question, and the client's DNSSEC bits
@@ -78,16 +77,18 @@ type Entry struct {
 	findings atomic.Pointer[findings]
 }
 
-// findings are an answer's policy.Findings under one policy generation.
+// findings are what the resolver found in an answer (its policy's
+// findings) under one policy generation. The cache keeps them without
+// reading them: it knows nothing of policies.
 type findings struct {
 	generation uint64
-	list       []policy.Finding
+	list       any
 }
 
 // Findings returns the findings kept with e for policy generation gen, and
 // false when none were kept for it (the entry is new, or the policy was
 // replaced since). It does not allocate.
-func (e *Entry) Findings(gen uint64) ([]policy.Finding, bool) {
+func (e *Entry) Findings(gen uint64) (any, bool) {
 	f := e.findings.Load()
 	if f == nil || f.generation != gen {
 		return nil, false
@@ -97,7 +98,7 @@ func (e *Entry) Findings(gen uint64) ([]policy.Finding, bool) {
 
 // SetFindings keeps list, the findings of e's answer under policy
 // generation gen, with e, replacing those of any other generation.
-func (e *Entry) SetFindings(gen uint64, list []policy.Finding) {
+func (e *Entry) SetFindings(gen uint64, list any) {
 	e.findings.Store(&findings{generation: gen, list: list})
 }
 

@@ -12,7 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/appfence/appfence/internal/dnsname"
-	"github.com/appfence/appfence/metrics"
+	"github.com/appfence/appfence/internal/dnswire"
 )
 
 // health is what a Router knows of a server's availability. A server is up
@@ -201,7 +201,7 @@ func jitter(d time.Duration) time.Duration {
 // endpointMetrics are a server's collectors, resolved once: the per-query
 // path does no label lookup for the common cases.
 type endpointMetrics struct {
-	vec      *metrics.Metrics // nil: no metrics
+	vec      *collectors // nil: no metrics
 	name     string
 	up       prometheus.Gauge
 	duration prometheus.Observer
@@ -216,21 +216,21 @@ type endpointMetrics struct {
 // newEndpointMetrics resolves the collectors of server name and initializes
 // every error kind and the common rcodes at zero, so dashboards see them
 // before the first event.
-func newEndpointMetrics(m *metrics.Metrics, name string) endpointMetrics {
+func newEndpointMetrics(m *collectors, name string) endpointMetrics {
 	em := endpointMetrics{vec: m, name: name}
 	if m == nil {
 		return em
 	}
-	em.up = m.UpstreamUp.WithLabelValues(name)
+	em.up = m.up.WithLabelValues(name)
 	em.up.Set(1)
-	em.duration = m.UpstreamDuration.WithLabelValues(name)
-	em.mismatched = m.UpstreamMismatched.WithLabelValues(name)
+	em.duration = m.duration.WithLabelValues(name)
+	em.mismatched = m.mismatched.WithLabelValues(name)
 	em.errors = make(map[string]prometheus.Counter, len(ErrorKinds))
 	for _, k := range ErrorKinds {
-		em.errors[k] = m.UpstreamErrors.WithLabelValues(name, k)
+		em.errors[k] = m.errors.WithLabelValues(name, k)
 	}
 	for rc := range em.rcodes {
-		em.rcodes[rc] = m.UpstreamRequests.WithLabelValues(name, metrics.RcodeName(rc))
+		em.rcodes[rc] = m.requests.WithLabelValues(name, dnswire.RcodeName(rc))
 	}
 	return em
 }
@@ -243,7 +243,7 @@ func (em *endpointMetrics) answered(rcode int, took time.Duration) {
 	if rcode >= 0 && rcode < len(em.rcodes) {
 		em.rcodes[rcode].Inc()
 	} else {
-		em.vec.UpstreamRequests.WithLabelValues(em.name, metrics.RcodeName(rcode)).Inc()
+		em.vec.requests.WithLabelValues(em.name, dnswire.RcodeName(rcode)).Inc()
 	}
 }
 

@@ -101,7 +101,7 @@ func TestCloseStopsProbersAndConnections(t *testing.T) {
 	doh := up.StartHTTPS(t, ca.Issue(t, "dns.test"))
 	cfg := upstreamConfig(t, "fastest", dead.Addr, "tls://"+dotAddr+"#dns.test", dnstest.DoHURL(doh, "dns.test"))
 	cfg.CAFile = ca.WriteFile(t)
-	r, err := NewRouter(t.Context(), cfg, metrics.New("test"), quick)
+	r, err := NewRouter(t.Context(), cfg, metrics.New("test").Registry, quick)
 	if err != nil {
 		t.Fatal(err)
 	}

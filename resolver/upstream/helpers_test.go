@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/appfence/appfence/config"
 	"github.com/appfence/appfence/internal/dnstest"
@@ -43,7 +44,11 @@ func newRouter(t testing.TB, m *metrics.Metrics, strategy string, servers []stri
 
 func routerFor(t testing.TB, m *metrics.Metrics, cfg config.Upstream, opts ...Option) *Router {
 	t.Helper()
-	r, err := NewRouter(context.Background(), cfg, m, append([]Option{quick}, opts...)...)
+	var reg prometheus.Registerer // nil, not a nil *Registry, without metrics
+	if m != nil {
+		reg = m.Registry
+	}
+	r, err := NewRouter(context.Background(), cfg, reg, append([]Option{quick}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,8 +10,9 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/appfence/appfence/config"
-	"github.com/appfence/appfence/metrics"
 )
 
 // Router sends each query to the pool of the most specific forward zone
@@ -73,10 +74,12 @@ func defaultSettings() settings {
 // NewRouter builds the pools of an [upstream] section: the default pool of
 // upstream.servers and one per [[upstream.forward]]. A server listed in
 // several pools is one server, with one health and one set of connections.
-// m may be nil. Close the Router when it is no longer used. ctx is the
+// Its collectors (appfence_upstream_*) are registered on reg, which may be
+// nil (no metrics); the Routers of successive reloads share them. Close
+// the Router when it is no longer used. ctx is the
 // lifetime of its background work (the probers of down servers, the
 // measuring queries): it ends when ctx is done, or at Close.
-func NewRouter(ctx context.Context, cfg config.Upstream, m *metrics.Metrics, opts ...Option) (*Router, error) {
+func NewRouter(ctx context.Context, cfg config.Upstream, reg prometheus.Registerer, opts ...Option) (*Router, error) {
 	st := defaultSettings()
 	for _, o := range opts {
 		o(&st)
@@ -126,11 +129,13 @@ func NewRouter(ctx context.Context, cfg config.Upstream, m *metrics.Metrics, opt
 			r.zones[z] = p
 		}
 	}
-	if m != nil {
+	var m *collectors
+	if reg != nil {
+		m = newCollectors(reg)
 		// Drop the servers of a previous Router: a server removed from the
 		// config must not stay "down" forever. The previous Router's
 		// gauges are detached by this and can no longer be exported.
-		m.UpstreamUp.Reset()
+		m.up.Reset()
 	}
 	for _, e := range r.endpoints {
 		e.metrics = newEndpointMetrics(m, e.Name())

@@ -1,4 +1,4 @@
-package metrics
+package resolver
 
 import (
 	"maps"
@@ -12,6 +12,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/appfence/appfence/internal/promtest"
+	"github.com/appfence/appfence/metrics"
 	"github.com/appfence/appfence/policy"
 )
 
@@ -36,7 +37,7 @@ func keys(m map[string]float64) []string { return slices.Sorted(maps.Keys(m)) }
 // the series of groups and apps it no longer has and keeps the counts of
 // the others.
 func TestQuerySeriesLifecycle(t *testing.T) {
-	m := New("test")
+	m := metrics.New("test")
 	p1 := buildPolicy(t, `
 [upstream]
 servers = ["127.0.0.1:53"]
@@ -53,7 +54,7 @@ name = "press"
 clients = ["10.20.40.0/24"]
 allow = ["tiktok"]
 `)
-	s1 := m.QuerySeries(p1, nil)
+	s1 := newQuerySeries(m, p1, nil)
 	fams := promtest.Gather(t, m.Registry)
 	var want []string
 	for _, g := range []string{"default", "investigators", "press"} {
@@ -115,7 +116,7 @@ name = "investigators"
 clients = ["10.20.30.0/24"]
 allow = ["tiktok"]
 `)
-	m.QuerySeries(p2, s1)
+	newQuerySeries(m, p2, s1)
 	fams = promtest.Gather(t, m.Registry)
 	q := fams.Values("appfence_queries_total", "group", "action")
 	if got, want := q, map[string]float64{
@@ -146,13 +147,5 @@ allow = ["tiktok"]
 	s1.Observe(&d, dns.RcodeNotImplemented, time.Millisecond)
 	if got := promtest.Gather(t, m.Registry).Values("appfence_responses_total", "group", "rcode"); len(got) != 9 {
 		t.Errorf("a retired series recreated a deleted group: %v", got)
-	}
-}
-
-func TestRcodeName(t *testing.T) {
-	for rcode, want := range map[int]string{0: "NOERROR", 3: "NXDOMAIN", 16: "BADVERS", 4000: "RCODE4000"} {
-		if got := RcodeName(rcode); got != want {
-			t.Errorf("RcodeName(%d) = %q, want %q", rcode, got, want)
-		}
 	}
 }

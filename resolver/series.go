@@ -1,7 +1,6 @@
-package metrics
+package resolver
 
 import (
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -10,13 +9,15 @@ import (
 
 	"github.com/appfence/appfence/blocklists"
 	"github.com/appfence/appfence/config"
+	"github.com/appfence/appfence/internal/dnswire"
+	"github.com/appfence/appfence/metrics"
 	"github.com/appfence/appfence/policy"
 )
 
-// ActionDropped is the action label of requests dropped without an answer
+// actionDropped is the action label of requests dropped without an answer
 // (rate limited, malformed). It is not a policy.Action: the policy answers
 // every query it sees; dropping happens before it.
-const ActionDropped = "dropped"
+const actionDropped = "dropped"
 
 // appActions are the actions appfence_app_queries_total counts.
 var appActions = []policy.Action{policy.ActionBlock, policy.ActionExempt, policy.ActionMonitor}
@@ -30,7 +31,8 @@ var initialRcodes = []int{dns.RcodeSuccess, dns.RcodeNameError, dns.RcodeServerF
 // the rare codes above it go through the vector.
 const namedRcodes = 24
 
-// QuerySeries are the per-query series of one policy: for each group a
+// querySeries are the per-query series of one policy, on the collectors
+// of package metrics: for each group a
 // counter per action, per app and action, per response code, and the
 // latency histogram. They are resolved once when the policy is installed,
 // so counting a query is indexing and atomic adds, without the label
@@ -39,11 +41,11 @@ const namedRcodes = 24
 // Every group × action, group × referenced app × app action, group ×
 // common rcode and group histogram exists from the start at zero, so that
 // dashboards and alerts see zeros rather than missing series.
-type QuerySeries struct {
-	m      *Metrics
+type querySeries struct {
+	m      *metrics.Metrics
 	groups []groupSeries // by policy.Group.Index
 	apps   []string      // the apps the config names
-	// retired is set when a newer QuerySeries replaces this one; its
+	// retired is set when a newer querySeries replaces this one; its
 	// queries in flight then no longer create series.
 	retired atomic.Bool
 }
@@ -60,11 +62,11 @@ type groupSeries struct {
 	duration prometheus.Observer
 }
 
-// QuerySeries resolves the series of policy p. prev is the series of the
-// policy p replaces, or nil: the series of groups and apps that p no longer
-// has are deleted, so they stop being exported.
-func (m *Metrics) QuerySeries(p *policy.Policy, prev *QuerySeries) *QuerySeries {
-	s := &QuerySeries{m: m, apps: referencedApps(p)}
+// newQuerySeries resolves the series of policy p on m. prev is the series
+// of the policy p replaces, or nil: the series of groups and apps that p
+// no longer has are deleted, so they stop being exported.
+func newQuerySeries(m *metrics.Metrics, p *policy.Policy, prev *querySeries) *querySeries {
+	s := &querySeries{m: m, apps: referencedApps(p)}
 	s.groups = make([]groupSeries, len(p.Groups))
 	for _, g := range p.Groups {
 		gs := &s.groups[g.Index]
@@ -73,7 +75,7 @@ func (m *Metrics) QuerySeries(p *policy.Policy, prev *QuerySeries) *QuerySeries 
 		for _, a := range policy.Actions {
 			gs.actions[a] = m.Queries.WithLabelValues(g.Name, a.String())
 		}
-		gs.actions[len(policy.Actions)] = m.Queries.WithLabelValues(g.Name, ActionDropped)
+		gs.actions[len(policy.Actions)] = m.Queries.WithLabelValues(g.Name, actionDropped)
 		gs.apps = make([][]prometheus.Counter, len(p.Set.Apps))
 		for _, name := range s.apps {
 			row := make([]prometheus.Counter, len(policy.Actions))
@@ -83,7 +85,7 @@ func (m *Metrics) QuerySeries(p *policy.Policy, prev *QuerySeries) *QuerySeries 
 			gs.apps[p.Set.App(name).ID] = row
 		}
 		for _, rc := range initialRcodes {
-			c := m.Responses.WithLabelValues(g.Name, RcodeName(rc))
+			c := m.Responses.WithLabelValues(g.Name, dnswire.RcodeName(rc))
 			gs.rcodes[rc].Store(&c)
 		}
 		gs.duration = m.QueryDuration.WithLabelValues(g.Name)
@@ -97,7 +99,7 @@ func (m *Metrics) QuerySeries(p *policy.Policy, prev *QuerySeries) *QuerySeries 
 
 // deleteStale deletes the series of prev's groups and apps that s does not
 // have.
-func (s *QuerySeries) deleteStale(prev *QuerySeries) {
+func (s *querySeries) deleteStale(prev *querySeries) {
 	groups := map[string]bool{}
 	for i := range s.groups {
 		groups[s.groups[i].name] = true
@@ -152,7 +154,7 @@ func referencedApps(p *policy.Policy) []string {
 
 // Observe counts one answered query: its decision, the response code of
 // the reply and the time from the query to the reply.
-func (s *QuerySeries) Observe(d *policy.Decision, rcode int, took time.Duration) {
+func (s *querySeries) Observe(d *policy.Decision, rcode int, took time.Duration) {
 	g := s.group(d.Group)
 	if int(d.Action) < len(policy.Actions) {
 		g.actions[d.Action].Inc()
@@ -169,12 +171,12 @@ func (s *QuerySeries) Observe(d *policy.Decision, rcode int, took time.Duration)
 // Dropped counts a request from a client of group g that was dropped
 // without an answer: appfence_queries_total{action="dropped"}. g nil is
 // the default group.
-func (s *QuerySeries) Dropped(g *policy.Group) {
+func (s *querySeries) Dropped(g *policy.Group) {
 	gs := s.group(g)
 	gs.actions[len(gs.actions)-1].Inc()
 }
 
-func (s *QuerySeries) group(g *policy.Group) *groupSeries {
+func (s *querySeries) group(g *policy.Group) *groupSeries {
 	if g == nil || g.Index >= len(s.groups) {
 		return &s.groups[0]
 	}
@@ -183,7 +185,7 @@ func (s *QuerySeries) group(g *policy.Group) *groupSeries {
 
 // app returns the counter of an app and action; one the config does not
 // name (which the policy cannot produce) goes through the vector.
-func (g *groupSeries) app(s *QuerySeries, app *blocklists.App, a policy.Action) prometheus.Counter {
+func (g *groupSeries) app(s *querySeries, app *blocklists.App, a policy.Action) prometheus.Counter {
 	if app.ID < len(g.apps) {
 		if row := g.apps[app.ID]; row != nil && row[a] != nil {
 			return row[a]
@@ -194,9 +196,9 @@ func (g *groupSeries) app(s *QuerySeries, app *blocklists.App, a policy.Action) 
 
 // rcode returns the counter of a response code, creating its series on
 // first use.
-func (g *groupSeries) rcode(s *QuerySeries, rcode int) prometheus.Counter {
+func (g *groupSeries) rcode(s *querySeries, rcode int) prometheus.Counter {
 	if rcode < 0 || rcode >= namedRcodes {
-		return s.m.Responses.WithLabelValues(g.name, RcodeName(rcode))
+		return s.m.Responses.WithLabelValues(g.name, dnswire.RcodeName(rcode))
 	}
 	if c := g.rcodes[rcode].Load(); c != nil {
 		return *c
@@ -206,20 +208,7 @@ func (g *groupSeries) rcode(s *QuerySeries, rcode int) prometheus.Counter {
 		// deleted. The count is lost, like that of any deleted series.
 		return prometheus.NewCounter(prometheus.CounterOpts{Name: "discarded"})
 	}
-	c := s.m.Responses.WithLabelValues(g.name, RcodeName(rcode))
+	c := s.m.Responses.WithLabelValues(g.name, dnswire.RcodeName(rcode))
 	g.rcodes[rcode].Store(&c)
 	return c
-}
-
-// RcodeName is the name of an rcode in labels and logs: its mnemonic, or
-// RCODE and the number. 16 is BADVERS: miekg/dns names it BADSIG, the TSIG
-// meaning, but a resolver only ever sends it for an unknown EDNS version.
-func RcodeName(rcode int) string {
-	if rcode == dns.RcodeBadVers {
-		return "BADVERS"
-	}
-	if s, ok := dns.RcodeToString[rcode]; ok {
-		return s
-	}
-	return "RCODE" + strconv.Itoa(rcode)
 }
