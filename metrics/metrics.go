@@ -1,7 +1,14 @@
-// Package metrics owns AppFence's Prometheus collectors and the HTTP
-// endpoints that expose them. Collectors are created on a registry passed in
-// (there is no package-level state) and only observe: nothing in the
-// resolver reads them back to make a decision.
+// Package metrics owns AppFence's Prometheus registry and the collectors
+// that several packages count on (queries, reloads, the query log,
+// dnstap, the encrypted transports); the cache's and the upstreams' are
+// declared next to their code (resolver/cache, resolver/upstream) and
+// registered on this registry, and package httpapi exports it. Collectors
+// are created on a registry made by New (there is no package-level state)
+// and only observe: nothing in the resolver reads them back to make a
+// decision.
+//
+// It imports only the Prometheus client: it takes no AppFence type, so
+// every package may import it.
 //
 // Labels stay bounded: group and app values come from the configuration,
 // upstream values from upstream.servers, never from client addresses or

@@ -19,6 +19,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/appfence/appfence/httpapi"
 	"github.com/appfence/appfence/internal/dnsname"
 	"github.com/appfence/appfence/internal/dnstest"
 	"github.com/appfence/appfence/internal/promtest"
@@ -89,7 +90,7 @@ func serveMetrics(t *testing.T, e *env) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	ep := &metrics.Endpoints{Metrics: e.metrics}
+	ep := &httpapi.Endpoints{Metrics: e.metrics.Registry}
 	addr, _, err := ep.Serve(ctx, "127.0.0.1:0", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

@@ -21,10 +21,10 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/appfence/appfence/config"
+	"github.com/appfence/appfence/httpapi"
 	"github.com/appfence/appfence/internal/daemon"
 	"github.com/appfence/appfence/internal/dnstest"
 	"github.com/appfence/appfence/internal/promtest"
-	"github.com/appfence/appfence/metrics"
 	"github.com/appfence/appfence/policy"
 )
 
@@ -477,10 +477,10 @@ listen = "127.0.0.1:%d"
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	startServe(t, bin, cfg, addr)
 	base := fmt.Sprintf("http://127.0.0.1:%d", mport)
-	verbose := func() (int, metrics.Readiness) {
+	verbose := func() (int, httpapi.Readiness) {
 		t.Helper()
 		code, body := httpGet(t, base+"/readyz?verbose")
-		var v metrics.Readiness
+		var v httpapi.Readiness
 		if err := json.Unmarshal([]byte(body), &v); err != nil {
 			t.Fatalf("/readyz?verbose: %d %q: %v", code, body, err)
 		}
@@ -506,7 +506,7 @@ listen = "127.0.0.1:%d"
 	if code, body := httpGet(t, base+"/readyz"); code != 200 {
 		t.Errorf("/readyz with every upstream down: %d %q, want 200", code, body)
 	}
-	want := metrics.Readiness{Ready: true, Upstream: metrics.Health{Reason: "every upstream server of the default pool is down"}}
+	want := httpapi.Readiness{Ready: true, Upstream: httpapi.Health{Reason: "every upstream server of the default pool is down"}}
 	if code, v := verbose(); code != 200 || v != want {
 		t.Errorf("/readyz?verbose with every upstream down: %d %+v, want 200 %+v", code, v, want)
 	}

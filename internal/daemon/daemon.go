@@ -19,6 +19,7 @@ import (
 
 	"github.com/appfence/appfence/blocklists/remote"
 	"github.com/appfence/appfence/config"
+	"github.com/appfence/appfence/httpapi"
 	"github.com/appfence/appfence/internal/dnswire"
 	"github.com/appfence/appfence/internal/stack"
 	"github.com/appfence/appfence/metrics"
@@ -122,7 +123,7 @@ func (d *Daemon) listen(p *policy.Policy) error {
 	var hctx context.Context
 	hctx, d.stopHTTP = context.WithCancel(d.life)
 	if l := p.Config.Metrics.Listen; l != "" {
-		ep := &metrics.Endpoints{Metrics: d.metrics, Ready: d.Ready, Upstream: d.stack.UpstreamHealth, Explain: d.explain, Token: d.bearerToken}
+		ep := &httpapi.Endpoints{Metrics: d.metrics.Registry, Ready: d.Ready, Upstream: d.stack.UpstreamHealth, Explain: d.explain, Token: d.bearerToken}
 		addr, errc, err := ep.Serve(hctx, l, d.log)
 		if err != nil {
 			d.tlsSrv.Shutdown(d.life)

@@ -1,4 +1,13 @@
-package metrics
+// Package httpapi serves AppFence's HTTP endpoints on metrics.listen:
+// /metrics (the collectors of a Prometheus registry), /healthz, /readyz
+// (with ?verbose, the upstream health beside readiness) and /explain (the
+// policy's decision for a client and name), behind the bearer token of
+// metrics.bearer_token_file.
+//
+// It takes plain values and functions (a prometheus.Gatherer, readiness
+// and explanation callbacks): it may import the Prometheus client and the
+// standard library, no AppFence package; internal/daemon wires it.
+package httpapi
 
 import (
 	"context"
@@ -12,12 +21,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Endpoints are the HTTP endpoints on metrics.listen.
 type Endpoints struct {
-	Metrics *Metrics
+	// Metrics is what /metrics exports: a registry's collectors.
+	Metrics prometheus.Gatherer
 	// Ready returns nil when the resolver is ready to answer, or why not.
 	Ready func() error
 	// Upstream reports upstream health for /readyz?verbose: nil when it is
@@ -54,7 +65,7 @@ type Health struct {
 // Token, /metrics, /explain and /readyz?verbose require it.
 func (e *Endpoints) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", e.protect(promhttp.HandlerFor(e.Metrics.Registry, promhttp.HandlerOpts{EnableOpenMetrics: true})))
+	mux.Handle("GET /metrics", e.protect(promhttp.HandlerFor(e.Metrics, promhttp.HandlerOpts{EnableOpenMetrics: true})))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
 	})

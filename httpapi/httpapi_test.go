@@ -1,4 +1,4 @@
-package metrics
+package httpapi
 
 import (
 	"context"
@@ -14,16 +14,17 @@ import (
 	"time"
 
 	"github.com/appfence/appfence/internal/promtest"
+	"github.com/appfence/appfence/metrics"
 )
 
 // TestEndpoints exercises every endpoint over real HTTP on loopback.
 func TestEndpoints(t *testing.T) {
-	m := New("v1.2.3")
+	m := metrics.New("v1.2.3")
 	var notReady atomic.Pointer[error]
 	why := errors.New("no policy loaded")
 	notReady.Store(&why)
 	ep := &Endpoints{
-		Metrics: m,
+		Metrics: m.Registry,
 		Ready: func() error {
 			if e := notReady.Load(); e != nil {
 				return *e
@@ -106,7 +107,7 @@ func TestEndpoints(t *testing.T) {
 }
 
 func TestEndpointsExplainOff(t *testing.T) {
-	ep := &Endpoints{Metrics: New("test")}
+	ep := &Endpoints{Metrics: metrics.New("test").Registry}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	addr, _, err := ep.Serve(ctx, "127.0.0.1:0", slog.New(slog.DiscardHandler))
@@ -136,7 +137,7 @@ func TestReadyzVerbose(t *testing.T) {
 		}
 		return nil
 	}
-	ep := &Endpoints{Metrics: New("test"),
+	ep := &Endpoints{Metrics: metrics.New("test").Registry,
 		Ready:    func() error { return load(&ready) },
 		Upstream: func() error { return load(&upstream) },
 	}
@@ -193,7 +194,7 @@ func TestReadyzVerbose(t *testing.T) {
 func TestEndpointsBearerToken(t *testing.T) {
 	const token = "s3cret-token-0123456789"
 	var tokenErr atomic.Pointer[error]
-	ep := &Endpoints{Metrics: New("test"),
+	ep := &Endpoints{Metrics: metrics.New("test").Registry,
 		Ready:    func() error { return nil },
 		Upstream: func() error { return nil },
 		Explain:  func(client, name, qtype string) (any, error) { return map[string]string{"client": client}, nil },
