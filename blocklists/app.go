@@ -11,8 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/BurntSushi/toml"
-
 	"github.com/appfence/appfence/internal/dnsname"
 	"github.com/appfence/appfence/internal/iptable"
 	"github.com/appfence/appfence/internal/tomlpos"
@@ -100,27 +98,12 @@ type rawAppFile struct {
 // each with file:line.
 func ParseApps(name string, data []byte, dir string) ([]*App, error) {
 	var raw rawAppFile
-	md, err := toml.Decode(string(data), &raw)
+	pos, errs, err := tomlpos.Decode(name, data, &raw)
 	if err != nil {
-		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			return nil, &tomlpos.Error{File: name, Line: pe.Position.Line, Key: pe.LastKey, Msg: pe.Message}
-		}
-		return nil, &tomlpos.Error{File: name, Msg: err.Error()}
+		return nil, err
 	}
-	pos := tomlpos.Parse(data)
-	var errs []error
 	errorf := func(key string, format string, args ...any) {
-		line := pos.Line(key)
-		for k := key; line == 0 && strings.ContainsAny(k, ".["); {
-			k = k[:strings.LastIndexAny(k, ".[")]
-			line = pos.Line(k)
-		}
-		errs = append(errs, &tomlpos.Error{File: name, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)})
-	}
-	for _, key := range md.Undecoded() {
-		p, line := pos.FindPath(key.String())
-		errs = append(errs, &tomlpos.Error{File: name, Line: line, Key: p, Msg: "unknown key"})
+		errs = append(errs, &tomlpos.Error{File: name, Line: pos.Near(key), Key: key, Msg: fmt.Sprintf(format, args...)})
 	}
 	if len(raw.App) == 0 && len(errs) == 0 {
 		errs = append(errs, &tomlpos.Error{File: name, Msg: "no [[app]] defined"})

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
-	"strconv"
 
 	"github.com/BurntSushi/toml"
 
@@ -60,15 +58,11 @@ func Parse(file string, data []byte, dir string) (*Config, error) {
 		}
 		dir = wd
 	}
-	v := &validator{file: file, dir: dir, pos: tomlpos.Parse(data)}
+	v := &validator{file: file, dir: dir}
 	if data != nil {
-		md, err := toml.Decode(string(data), &raw)
-		if err != nil {
-			return nil, decodeError(file, err)
-		}
-		for _, key := range md.Undecoded() {
-			path, line := v.pos.FindPath(key.String())
-			v.errs = append(v.errs, &tomlpos.Error{File: file, Line: line, Key: path, Msg: "unknown key"})
+		var err error
+		if v.pos, v.errs, err = tomlpos.Decode(file, data, &raw); err != nil {
+			return nil, err
 		}
 	}
 	cfg := v.config(&raw)
@@ -76,22 +70,6 @@ func Parse(file string, data []byte, dir string) (*Config, error) {
 		return nil, errors.Join(v.errs...)
 	}
 	return cfg, nil
-}
-
-var decodeErrRE = regexp.MustCompile(`^toml: line (\d+)(?: \(last key "([^"]*)"\))?: (.*)$`)
-
-// decodeError turns an error of the TOML decoder into an Error with the file
-// name and line.
-func decodeError(file string, err error) error {
-	var pe toml.ParseError
-	if errors.As(err, &pe) {
-		return &tomlpos.Error{File: file, Line: pe.Position.Line, Key: pe.LastKey, Msg: pe.Message}
-	}
-	if m := decodeErrRE.FindStringSubmatch(err.Error()); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		return &tomlpos.Error{File: file, Line: line, Key: m[2], Msg: m[3]}
-	}
-	return &tomlpos.Error{File: file, Msg: err.Error()}
 }
 
 // rawConfig mirrors the TOML schema; validator.config turns it into Config.

@@ -35,18 +35,7 @@ type validator struct {
 
 // line returns the line of path, falling back to the enclosing key for an
 // element the locator could not place.
-func (v *validator) line(path string) int {
-	for {
-		if l := v.pos.Line(path); l > 0 {
-			return l
-		}
-		i := strings.LastIndexAny(path, ".[")
-		if i <= 0 {
-			return 0
-		}
-		path = path[:i]
-	}
-}
+func (v *validator) line(path string) int { return v.pos.Near(path) }
 
 func (v *validator) errorf(path, format string, args ...any) {
 	v.errs = append(v.errs, &tomlpos.Error{File: v.file, Line: v.line(path), Key: path, Msg: fmt.Sprintf(format, args...)})

@@ -3,7 +3,12 @@
 // the third [[group]], an unknown key) can name file:line.
 //
 // It is a locator, not a parser: the TOML decoder reports syntax errors, and
-// text this package cannot follow is skipped rather than rejected.
+// text this package cannot follow is skipped rather than rejected. Decode
+// runs the decoder (BurntSushi/toml) and the locator together for the
+// config and the app files, so that both report every problem the same
+// way: file:line: key: message (Error).
+//
+// It imports only BurntSushi/toml and the standard library.
 package tomlpos
 
 import (
@@ -26,6 +31,21 @@ func (ix *Index) Line(path string) int {
 		return 0
 	}
 	return ix.lines[path]
+}
+
+// Near returns the line of path, or of its nearest parent that is written
+// ("group[1]" for "group[1].clients" when clients is missing), or 0.
+func (ix *Index) Near(path string) int {
+	for {
+		if l := ix.Line(path); l > 0 {
+			return l
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i <= 0 {
+			return 0
+		}
+		path = path[:i]
+	}
 }
 
 // Find returns the first line of a key given without array positions, the
