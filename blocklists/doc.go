@@ -8,4 +8,8 @@
 // patterns have '*' within labels; allow rules are exceptions. The best rule
 // is the one matching the longest part of the name; at equal length an allow
 // rule wins.
+//
+// It owns the app definitions and the compiled matchers. It may import
+// internal/dnsname, internal/iptable and internal/tomlpos; it knows nothing
+// of groups, policies or DNS serving.
 package blocklists

@@ -6,6 +6,10 @@
 // Whether an app name refers to a defined app is checked later, when the
 // policy is built from the config and the app definitions; AppRef keeps the
 // position for that error.
+//
+// It owns the configuration schema, its defaults and its validation. It
+// may import internal/dnsname, internal/iptable, internal/tomlpos and
+// querylog/dnstap (to check a dnstap target); nothing that serves queries.
 package config
 
 import (

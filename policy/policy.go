@@ -6,6 +6,10 @@
 //
 // The Decision it returns is the one truth that the answer, the metrics and
 // the query log all use.
+//
+// It owns the decision and the explanation of a query. It may import
+// config, blocklists and internal/dnsname, internal/iptable,
+// internal/tomlpos; not metrics, the resolver or reload, which use it.
 package policy
 
 import (

@@ -5,6 +5,10 @@
 // buffer; a goroutine formats and writes the lines. When the buffer is full
 // the entry is dropped and counted, and the query is answered as usual.
 // Reopen closes and reopens the file, for logrotate (SIGUSR1 in serve).
+//
+// It owns the query log's format and its writer. It may import
+// internal/dnsname and internal/dnswire; not metrics (the drop counter is
+// passed in) nor policy (entries are plain values).
 package querylog
 
 import (

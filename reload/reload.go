@@ -8,6 +8,11 @@
 // built). A failed reload leaves the old policy serving, logs every error
 // with file:line and sets the reload metrics; a successful one logs what
 // changed per app and per group.
+//
+// It owns when and how a policy is rebuilt and checked; what is built
+// from it is the Install callback's (internal/stack). It may import
+// config, policy, blocklists, blocklists/remote and metrics; not the
+// resolver nor internal/daemon.
 package reload
 
 import (

@@ -2,14 +2,18 @@
 // the network and the pipeline that decides and answers each one.
 //
 // Server (server.go, udp.go, tcp.go, packet.go) owns the sockets and
-// everything before a query reaches the pipeline. One packet path serves
-// UDP and TCP: runts, responses, questions with a compression pointer or
-// cut short are dropped unanswered and counted before anything else
-// (answering them could be aimed at a spoofed victim), and only then is
-// the client charged for the rate limit (package ratelimit), so that
-// spoofed non-queries cannot drain a device's bucket; the bound on queries
-// in flight is applied before a packet is parsed, and packets that do not
-// parse are dropped too. TCP connections are refused at accept for
+// everything before a query reaches the pipeline. On every transport,
+// runts, responses, questions with a compression pointer or cut short are
+// dropped unanswered and counted before anything else (checkPacket:
+// answering them could be aimed at a spoofed victim), and only then is the
+// client charged for the rate limit (package ratelimit), so that spoofed
+// non-queries cannot drain a device's bucket. What happens to a query over
+// the limit differs: on UDP it is dropped before it is parsed; on TCP the
+// limit is checked before the fast path, but a limited query is then
+// parsed, to be answered REFUSED; on DoT, DoH and DoQ (encrypted.go) the
+// query is parsed first and the limit checked after, REFUSED too. On UDP
+// the bound on queries in flight is applied before a packet is parsed, and
+// packets that do not parse are dropped. TCP connections are refused at accept for
 // clients outside allow_clients, bounded in number in all and per client,
 // the one idle longest closed to make room, and bounded in idle and read
 // time, in write time and in queries. miekg/dns provides
@@ -24,4 +28,15 @@
 // finish shapes every reply for its client (ID, case, EDNS, truncation).
 // Metrics and the query log observe the result (observe.go). State holds
 // what a reload replaces; Handler.Swap installs it atomically.
+//
+// Every query has a context from its listener (Server.Start,
+// TLSServer.Start), cancelled when Shutdown's grace ends: no upstream wait
+// outlives the shutdown. The cache's background resolutions run in the
+// cache's own lifetime (cache.New).
+//
+// It owns the listeners, the pipeline and the per-query metrics series
+// (series.go). It may import config, policy, blocklists, metrics,
+// querylog, querylog/dnstap, its subpackages and internal/dnsname,
+// internal/dnswire; not reload, httpapi or internal/daemon, which compose
+// it.
 package resolver

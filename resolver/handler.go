@@ -21,8 +21,11 @@ import (
 	"github.com/appfence/appfence/resolver/upstream"
 )
 
-// State is everything a query needs that a reload may replace. It is
-// immutable; Handler.Swap replaces it whole.
+// State is everything a query needs that a reload may replace. The
+// Handler completes it when it installs it (NewHandler, Swap: the observer
+// and the generation below), before any query can see it; from then on it
+// is not changed, and Swap replaces it whole. A State is installed once,
+// in one Handler.
 type State struct {
 	Policy   *policy.Policy
 	Upstream *upstream.Router

@@ -8,6 +8,9 @@
 // download that fails, times out, is too large or holds no rule keeps the
 // last good copy; a source never downloaded is reported by blocklists.Load
 // and the rest of the policy serves.
+//
+// It owns the downloads and the on-disk copies of remote sources. It may
+// import blocklists (for the formats), nothing that serves queries.
 package remote
 
 import (

@@ -2,6 +2,9 @@
 // ASCII letters in lower case, no trailing dot, escapes of ordinary
 // characters decoded. Query names and list entries go through it once, at the
 // edge, so that matching is a plain byte comparison.
+//
+// It imports only miekg/dns and the standard library: every package may
+// import it.
 package dnsname
 
 import (

@@ -1,6 +1,8 @@
 // Package iptable answers "which value belongs to the longest prefix that
 // contains this address" for a fixed set of prefixes, without allocating.
 // It holds client groups and app IP ranges.
+//
+// It imports only the standard library: every package may import it.
 package iptable
 
 import (

@@ -14,6 +14,9 @@
 // write has a deadline, so a collector that stops reading costs a
 // reconnection, not a blocked writer; the connection is retried with
 // exponential backoff.
+//
+// It owns the dnstap framing and the connection to the collector. It
+// imports no AppFence package.
 package dnstap
 
 import (

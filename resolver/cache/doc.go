@@ -33,4 +33,9 @@
 // addresses belong to (policy.Findings) are kept there for one policy
 // generation (Entry.Findings, Entry.SetFindings), computed by the resolver
 // once per entry and policy, and checked against each client's group.
+//
+// It owns the entries, their expiry and the shared resolutions, and
+// declares its collectors (metrics.go), registered on the registerer New
+// is given. It may import config, internal/dnsname, internal/dnswire and
+// internal/promreg; not policy (the findings are kept opaque) nor metrics.
 package cache

@@ -6,6 +6,8 @@
 // Only connections from trusted sources are read for a header, and from
 // them it is required: a source that is not trusted cannot choose the
 // address its queries are judged by.
+//
+// It imports no AppFence package.
 package proxyproto
 
 import (

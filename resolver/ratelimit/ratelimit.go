@@ -20,6 +20,8 @@
 // forgotten, so spraying many source addresses does not free a flooding
 // client from its limit (it only lets the spoofed addresses through, which
 // no per-address limit can stop).
+//
+// It imports no AppFence package.
 package ratelimit
 
 import (

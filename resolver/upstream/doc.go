@@ -26,4 +26,9 @@
 // A Router is built from the [upstream] section and is immutable except for
 // the health and latency it learns; Close stops its probers when a reload
 // replaces it.
+//
+// It owns the exchanges with upstream servers, their health and their
+// collectors (metrics.go, registered on the registerer NewRouter is given).
+// It may import config, internal/dnsname, internal/dnswire and
+// internal/promreg; not metrics, policy or the resolver.
 package upstream
