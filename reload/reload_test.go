@@ -331,7 +331,7 @@ func TestBrokenFileKeepsOldPolicy(t *testing.T) {
 		write func()
 		want  string
 	}{
-		{"syntax", func() { writeFile(t, appFile, "[[app]]\nname = \"video\"\ndomains = [\"video.test\"\n") }, appFile + ":3: app.domains: expected a comma"},
+		{"syntax", func() { writeFile(t, appFile, "[[app]]\nname = \"video\"\ndomains = [\"video.test\"\n") }, appFile + ":3: app[0].domains: expected a comma"},
 		{"bad name", func() { writeFile(t, appFile, "[[app]]\nname = \"video\"\ndomains = [\"video..test\"]\n") }, appFile + ":3: app[0].domains[0]"},
 		{"missing source", func() {
 			writeFile(t, appFile, videoApp+"sources = [{ file = \"gone.txt\", format = \"domains\" }]\n")
