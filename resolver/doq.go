@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"sync"
 	"time"
@@ -22,6 +23,11 @@ const (
 	doqProtocolError quic.ApplicationErrorCode = 0x2
 	doqExcessiveLoad quic.ApplicationErrorCode = 0x4
 )
+
+// doqCloseLinger is how long a DoQ connection whose streams are all
+// answered stays open at Shutdown, for its last replies to arrive, before
+// it is closed (a QUIC close discards the stream data not yet delivered).
+const doqCloseLinger = 250 * time.Millisecond
 
 // errDoQID is a DoQ query whose Message ID is not 0 (RFC 9250, 4.2.1).
 var errDoQID = errors.New("doq: message ID is not 0")
@@ -42,14 +48,27 @@ func (t *TLSServer) quicConfig() *quic.Config {
 	}
 }
 
-// listenDoQ binds the DoQ listener of addr.
-func (t *TLSServer) listenDoQ(addr string) (*quic.Listener, error) {
-	conf := t.doqConf.Clone()
-	l, err := quic.ListenAddr(addr, conf, t.quicConfig())
+// listenDoQ binds the DoQ listener of addr, on a quic.Transport of its
+// own: closing the listener (Shutdown) then stops new connections but
+// leaves the established ones, whose queries in flight are answered;
+// closing the transport ends them.
+func (t *TLSServer) listenDoQ(addr string) (*quic.Listener, *quic.Transport, error) {
+	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("doq listen %s: %w", addr, err)
+		return nil, nil, fmt.Errorf("doq listen %s: %w", addr, err)
 	}
-	return l, nil
+	conn, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return nil, nil, fmt.Errorf("doq listen %s: %w", addr, err)
+	}
+	tr := &quic.Transport{Conn: conn}
+	l, err := tr.Listen(t.doqConf.Clone(), t.quicConfig())
+	if err != nil {
+		tr.Close()
+		conn.Close()
+		return nil, nil, fmt.Errorf("doq listen %s: %w", addr, err)
+	}
+	return l, tr, nil
 }
 
 // acceptDoQ accepts DNS-over-QUIC connections (RFC 9250) on l until
@@ -98,6 +117,17 @@ func (t *TLSServer) serveDoQ(ctx context.Context, c *quic.Conn, client netip.Add
 	var streams sync.WaitGroup
 	defer func() {
 		streams.Wait()
+		if t.shuttingDown() {
+			// The last replies may still be on their way: closing now
+			// would discard them. Give the client doqCloseLinger to read
+			// them and close first.
+			linger := time.NewTimer(doqCloseLinger)
+			select {
+			case <-c.Context().Done():
+			case <-linger.C:
+			}
+			linger.Stop()
+		}
 		c.CloseWithError(doqNoError, "")
 		t.doqActive.Add(-1)
 		t.connections("doq", -1)

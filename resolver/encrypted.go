@@ -66,14 +66,17 @@ type TLSServer struct {
 	maxInFlight      int
 	certEvery        time.Duration
 
-	dot       []net.Listener
-	doh       []*http.Server
-	dohAddrs  []net.Addr
-	doq       []*quic.Listener
-	doqStop   context.CancelFunc // ends the DoQ connections
-	dotActive atomic.Int64
-	dohActive atomic.Int64
-	doqActive atomic.Int64
+	dot      []net.Listener
+	doh      []*http.Server
+	dohAddrs []net.Addr
+	doq      []*quic.Listener
+	// doqTransports carry the DoQ listeners and their connections;
+	// Shutdown closes them last.
+	doqTransports []*quic.Transport
+	doqStop       context.CancelFunc // ends the DoQ connections
+	dotActive     atomic.Int64
+	dohActive     atomic.Int64
+	doqActive     atomic.Int64
 
 	mu      sync.Mutex
 	closing bool
@@ -159,15 +162,17 @@ func (t *TLSServer) Start(ctx context.Context, cfg config.TLS) error {
 		dohListeners = append(dohListeners, l)
 	}
 	for _, a := range cfg.DoQListen {
-		l, err := t.listenDoQ(a)
+		l, tr, err := t.listenDoQ(a)
 		if err != nil {
 			t.closeListeners()
+			t.closeDoQTransports()
 			for _, l := range dohListeners {
 				l.Close()
 			}
 			return err
 		}
 		t.doq = append(t.doq, l)
+		t.doqTransports = append(t.doqTransports, tr)
 	}
 	doqCtx, stop := context.WithCancel(t.ctx)
 	t.doqStop = stop
@@ -271,7 +276,24 @@ func (t *TLSServer) Shutdown(ctx context.Context) error {
 	for _, h := range t.doh {
 		h.Close()
 	}
+	t.closeDoQTransports()
 	return errors.Join(errs...)
+}
+
+// shuttingDown reports whether Shutdown has begun.
+func (t *TLSServer) shuttingDown() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.closing
+}
+
+// closeDoQTransports closes the DoQ transports, their connections and
+// their sockets.
+func (t *TLSServer) closeDoQTransports() {
+	for _, tr := range t.doqTransports {
+		tr.Close()
+		tr.Conn.Close()
+	}
 }
 
 func (t *TLSServer) closeListeners() {

@@ -891,3 +891,67 @@ func TestDoQBounds(t *testing.T) {
 		}
 	})
 }
+
+// TestTLSShutdownEndsUpstreamWaits: a DoT or DoQ query waiting for an
+// upstream that never answers is answered SERVFAIL when the TLS server's
+// Shutdown grace ends, long before upstream.timeout.
+func TestTLSShutdownEndsUpstreamWaits(t *testing.T) {
+	for _, transport := range []string{"dot", "doq"} {
+		t.Run(transport, func(t *testing.T) {
+			slow := func(cfg string) string {
+				return strings.Replace(cfg, `timeout = "500ms"`, `timeout = "25s"`, 1)
+			}
+			e := startTLSEnvConf(t, slow, nil)
+			e.upstream.SetSilent(true)
+			q := dnstest.NewQuery("www.example.test.", dns.TypeA, true, false)
+			done := make(chan error, 1)
+			switch transport {
+			case "dot":
+				c, err := e.dialDoT(t, "dns.test", nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(20 * time.Second))
+				go func() { done <- wantServfail(exchange(c, q)) }()
+			case "doq":
+				c, err := e.dialDoQ(t, "dns.test", nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.CloseWithError(0, "")
+				q.Id = 0 // RFC 9250, 4.2.1
+				go func() { done <- wantServfail(doqExchange(c, q)) }()
+			}
+			waitFor(t, "the upstream to be asked", func() bool { return e.upstream.Total() > 0 })
+			start := time.Now()
+			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			defer cancel()
+			if err := e.tls.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("Shutdown = %v, want the grace exceeded", err)
+			}
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Error(err)
+				}
+				if took := time.Since(start); took > 3*time.Second {
+					t.Errorf("answered %v after the shutdown began", took)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the query still waits 10 s after the shutdown")
+			}
+		})
+	}
+}
+
+// wantServfail returns nil for a SERVFAIL reply, else what it is.
+func wantServfail(resp *dns.Msg, err error) error {
+	switch {
+	case err != nil:
+		return fmt.Errorf("no reply: %w", err)
+	case resp.Rcode != dns.RcodeServerFailure:
+		return fmt.Errorf("rcode %s, want SERVFAIL", dns.RcodeToString[resp.Rcode])
+	}
+	return nil
+}
