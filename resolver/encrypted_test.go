@@ -904,7 +904,7 @@ func TestTLSShutdownEndsUpstreamWaits(t *testing.T) {
 			e := startTLSEnvConf(t, slow, nil)
 			e.upstream.SetSilent(true)
 			q := dnstest.NewQuery("www.example.test.", dns.TypeA, true, false)
-			done := make(chan error, 1)
+			var ask func() (*dns.Msg, error)
 			switch transport {
 			case "dot":
 				c, err := e.dialDoT(t, "dns.test", nil)
@@ -913,7 +913,7 @@ func TestTLSShutdownEndsUpstreamWaits(t *testing.T) {
 				}
 				defer c.Close()
 				c.SetDeadline(time.Now().Add(20 * time.Second))
-				go func() { done <- wantServfail(exchange(c, q)) }()
+				ask = func() (*dns.Msg, error) { return exchange(c, q) }
 			case "doq":
 				c, err := e.dialDoQ(t, "dns.test", nil)
 				if err != nil {
@@ -921,37 +921,9 @@ func TestTLSShutdownEndsUpstreamWaits(t *testing.T) {
 				}
 				defer c.CloseWithError(0, "")
 				q.Id = 0 // RFC 9250, 4.2.1
-				go func() { done <- wantServfail(doqExchange(c, q)) }()
+				ask = func() (*dns.Msg, error) { return doqExchange(c, q) }
 			}
-			waitFor(t, "the upstream to be asked", func() bool { return e.upstream.Total() > 0 })
-			start := time.Now()
-			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-			defer cancel()
-			if err := e.tls.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
-				t.Errorf("Shutdown = %v, want the grace exceeded", err)
-			}
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Error(err)
-				}
-				if took := time.Since(start); took > 3*time.Second {
-					t.Errorf("answered %v after the shutdown began", took)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatal("the query still waits 10 s after the shutdown")
-			}
+			dnstest.ServfailAtShutdown(t, e.upstream, e.tls.Shutdown, ask)
 		})
 	}
-}
-
-// wantServfail returns nil for a SERVFAIL reply, else what it is.
-func wantServfail(resp *dns.Msg, err error) error {
-	switch {
-	case err != nil:
-		return fmt.Errorf("no reply: %w", err)
-	case resp.Rcode != dns.RcodeServerFailure:
-		return fmt.Errorf("rcode %s, want SERVFAIL", dns.RcodeToString[resp.Rcode])
-	}
-	return nil
 }

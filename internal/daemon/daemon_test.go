@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -113,39 +112,14 @@ func TestShutdownCancelsUpstreamWaits(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	run := make(chan error, 1)
 	go func() { run <- d.Run(ctx) }()
-	reply := make(chan error, 1)
-	go func() {
+	dnstest.ServfailAtShutdown(t, up, func(sctx context.Context) error {
+		cancel()
+		if err := <-run; err != nil {
+			t.Errorf("Run = %v", err)
+		}
+		return d.Shutdown(sctx)
+	}, func() (*dns.Msg, error) {
 		c := dnstest.Client{Timeout: 20 * time.Second}
-		resp, err := c.Exchange(context.Background(), "udp", d.UDPAddrs()[0].String(), dnstest.NewQuery("slow.example.test.", dns.TypeA, true, false))
-		if err == nil && resp.Rcode != dns.RcodeServerFailure {
-			err = fmt.Errorf("rcode %s, want SERVFAIL", dns.RcodeToString[resp.Rcode])
-		}
-		reply <- err
-	}()
-	for deadline := time.Now().Add(5 * time.Second); up.Total() == 0; time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the upstream was never asked")
-		}
-	}
-	cancel()
-	if err := <-run; err != nil {
-		t.Errorf("Run = %v", err)
-	}
-	start := time.Now()
-	sctx, scancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer scancel()
-	if err := d.Shutdown(sctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Shutdown = %v, want the grace exceeded", err)
-	}
-	select {
-	case err := <-reply:
-		if err != nil {
-			t.Error(err)
-		}
-		if took := time.Since(start); took > 3*time.Second {
-			t.Errorf("answered %v after the shutdown began", took)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the query still waits 10 s after the shutdown")
-	}
+		return c.Exchange(context.Background(), "udp", d.UDPAddrs()[0].String(), dnstest.NewQuery("slow.example.test.", dns.TypeA, true, false))
+	})
 }
