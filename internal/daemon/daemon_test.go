@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -28,6 +29,7 @@ timeout = "%s"
 [blocking]
 lists = ["apps/*.toml"]
 block = ["video"]
+watch = false # reloads come from Reload only
 
 [metrics]
 listen = "127.0.0.1:0"
@@ -36,6 +38,13 @@ listen = "127.0.0.1:0"
 // start writes the config and an app file to a directory and starts a
 // daemon on them; it is shut down at the end of the test.
 func start(t *testing.T, up *dnstest.Upstream, timeout string) *Daemon {
+	t.Helper()
+	d, _ := startIn(t, up, timeout)
+	return d
+}
+
+// startIn is start that also returns the config file's path.
+func startIn(t *testing.T, up *dnstest.Upstream, timeout string) (*Daemon, string) {
 	t.Helper()
 	dir := t.TempDir()
 	os.Mkdir(filepath.Join(dir, "apps"), 0o755)
@@ -55,7 +64,7 @@ func start(t *testing.T, up *dnstest.Upstream, timeout string) *Daemon {
 		defer cancel()
 		d.Shutdown(ctx)
 	})
-	return d
+	return d, path
 }
 
 // TestDaemon: New loads the policy and binds; the daemon answers over UDP
@@ -122,4 +131,41 @@ func TestShutdownCancelsUpstreamWaits(t *testing.T) {
 		c := dnstest.Client{Timeout: 20 * time.Second}
 		return c.Exchange(context.Background(), "udp", d.UDPAddrs()[0].String(), dnstest.NewQuery("slow.example.test.", dns.TypeA, true, false))
 	})
+}
+
+// TestDaemonReload: Reload (SIGHUP) rebuilds the policy from the file
+// while Run runs; the cache and the listeners stay.
+func TestDaemonReload(t *testing.T) {
+	up := dnstest.NewUpstream(t, "www.video.test. 300 IN A 192.0.2.30")
+	d, path := startIn(t, up, "1s")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go d.Run(ctx)
+	blocked := func() bool {
+		resp, err := dnstest.Client{}.Exchange(context.Background(), "udp", d.UDPAddrs()[0].String(), dnstest.NewQuery("www.video.test.", dns.TypeA, true, false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Rcode == dns.RcodeNameError
+	}
+	if !blocked() {
+		t.Fatal("www.video.test is not blocked before the reload")
+	}
+	text, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, bytes.Replace(text, []byte(`block = ["video"]`), []byte(`block = []`), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cache := d.stack.Cache()
+	d.Reload("test")
+	for deadline := time.Now().Add(5 * time.Second); blocked(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("www.video.test still blocked 5 s after the reload")
+		}
+	}
+	if d.stack.Cache() != cache {
+		t.Error("the reload made a new cache")
+	}
 }
