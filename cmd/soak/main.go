@@ -61,6 +61,13 @@ type options struct {
 	floodPPS      int
 	maxRSSGrowth  float64 // MiB
 	maxGoroutines float64
+
+	// The attacks (attacks.go).
+	attacks                           string // comma-separated names, "all" or "none"
+	attackTime, attackRamp, attackGap time.Duration
+	hogConns, slowQPS, spoofPPS       int
+	minAnswered                       float64 // % of right answers, UDP and TCP
+	maxP99                            time.Duration
 }
 
 func run(args []string, out io.Writer) int {
@@ -77,16 +84,29 @@ func run(args []string, out io.Writer) int {
 	fs.IntVar(&o.floodPPS, "flood", 3000, "packets per second of the flooding client")
 	fs.Float64Var(&o.maxRSSGrowth, "max-rss-growth", 16, "MiB the resident memory may grow between the measurements")
 	fs.Float64Var(&o.maxGoroutines, "max-goroutine-growth", 10, "goroutines that may be added between the measurements")
+	fs.StringVar(&o.attacks, "attacks", "all", "attacks run after the soak, beside ordinary clients: tcp-hog,slow-zone,spoof, all or none")
+	fs.DurationVar(&o.attackTime, "attack-time", 45*time.Second, "how long the ordinary clients are measured during each attack")
+	fs.DurationVar(&o.attackRamp, "attack-ramp", 5*time.Second, "how long each attack runs before the measurement starts")
+	fs.DurationVar(&o.attackGap, "attack-gap", 5*time.Second, "pause between two attacks")
+	fs.IntVar(&o.hogConns, "hog-conns", 3*maxTCPConnections/2, "idle TCP connections the TCP hog holds (max_tcp_connections is 100)")
+	fs.IntVar(&o.slowQPS, "slow-qps", 400, "queries per second of the slow-zone flood (from 4 addresses)")
+	fs.IntVar(&o.spoofPPS, "spoof-pps", 6000, "packets per second of the spoofed-source flood (over the 6 ordinary addresses; rate_limit is 500)")
+	fs.Float64Var(&o.minAnswered, "min-answered", 99, "% of the ordinary clients' questions that must get a right answer during each attack, UDP and TCP")
+	fs.DurationVar(&o.maxP99, "max-p99", time.Second, "bound on the 99th percentile of the ordinary clients' latency during each attack")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	s, err := setUp(o, out)
-	if err != nil {
-		fmt.Fprintf(out, "soak: %v\n", err)
-		return 1
+	code := 0
+	if o.duration > 0 {
+		s, err := setUp(o, out)
+		if err != nil {
+			fmt.Fprintf(out, "soak: %v\n", err)
+			return 1
+		}
+		code = s.soak()
+		os.RemoveAll(s.dir)
 	}
-	defer os.RemoveAll(s.dir)
-	return s.soak()
+	return max(code, runAttacks(o, out))
 }
 
 // soak is one run.
@@ -135,7 +155,7 @@ func setUp(o options, out io.Writer) (*soak, error) {
 }
 
 func (s *soak) config(variant int, broken bool) string {
-	return configText(s.dnsAddr, s.metrics, s.up.Addr, s.dir, variant, broken)
+	return configFile{dnsAddr: s.dnsAddr, metricsAddr: s.metrics, upstreamAddr: s.up.Addr, dir: s.dir, variant: variant, broken: broken}.text()
 }
 
 func (s *soak) printf(format string, args ...any) { fmt.Fprintf(s.out, format, args...) }
@@ -193,8 +213,8 @@ func (s *soak) soak() int {
 func (s *soak) ordinary(ctx context.Context, wg *sync.WaitGroup) {
 	clients := []func(){
 		func() { udpClient(ctx, s.t, s.dnsAddr, clientExempt, true, s.o.qps) },
-		func() { tcpClient(ctx, s.t, s.dnsAddr, clientTCP, s.o.qps/2) },
-		func() { tcpClient(ctx, s.t, s.dnsAddr, clientTCP, s.o.qps/2) },
+		func() { tcpClient(ctx, s.t, s.dnsAddr, clientTCP, false, s.o.qps/2) },
+		func() { tcpClient(ctx, s.t, s.dnsAddr, clientTCP, false, s.o.qps/2) },
 	}
 	for i := 0; i < s.o.udpClients; i++ {
 		local := clientUDP(i)
