@@ -118,8 +118,11 @@ func runAttacks(o options, out io.Writer) int {
 		fmt.Fprintf(out, "soak: %v\n", err)
 		return 1
 	}
+	// upstream.timeout and tcp_idle_timeout are the defaults, not the
+	// soak's short ones: a query of the slow zone holds an upstream place
+	// for two attempts of 2 s, and the hog's connections stay 10 s.
 	cfg := configFile{dnsAddr: dnsAddr, metricsAddr: metricsAddr, upstreamAddr: up.Addr, dir: dir,
-		timeout: "2s", slowZone: slowZone, slowServers: slow}
+		timeout: "2s", idleTimeout: 10 * time.Second, slowZone: slowZone, slowServers: slow}
 	cfgPath := filepath.Join(dir, "appfence.toml")
 	if err := os.WriteFile(cfgPath, []byte(cfg.text()), 0o644); err != nil {
 		fmt.Fprintf(out, "soak: %v\n", err)

@@ -51,6 +51,8 @@ type configFile struct {
 	broken  bool
 	// timeout is upstream.timeout; "" is the soak's 500ms.
 	timeout string
+	// idleTimeout is server.tcp_idle_timeout; 0 is tcpIdleTimeout.
+	idleTimeout time.Duration
 	// slowZone and slowServers, when set, forward slowZone to slowServers
 	// (upstream.forward): the attacks' slow zone.
 	slowZone    string
@@ -74,6 +76,10 @@ func (c configFile) text() string {
 	timeout := c.timeout
 	if timeout == "" {
 		timeout = "500ms"
+	}
+	idle := c.idleTimeout
+	if idle == 0 {
+		idle = tcpIdleTimeout
 	}
 	forward := ""
 	if c.slowZone != "" {
@@ -114,7 +120,7 @@ listen = %q
 
 [log]
 query_log = %q
-`, c.variant, c.dnsAddr, rateLimit, tcpIdleTimeout.String(), maxTCPConnections, extra, c.upstreamAddr, timeout, forward,
+`, c.variant, c.dnsAddr, rateLimit, idle.String(), maxTCPConnections, extra, c.upstreamAddr, timeout, forward,
 		ttl, monitor, clientExempt, c.metricsAddr, filepath.Join(c.dir, "query.log"))
 }
 
