@@ -368,10 +368,10 @@ func tcpHog(ctx context.Context, e *attackEnv) {
 			e.t.note("hog: connections not made", 1)
 			return
 		}
-		e.t.note("hog: connections", 1)
 		n := open.Add(1)
 		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
 		}
+		e.t.note("hog: connections", 1)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

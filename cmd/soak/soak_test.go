@@ -265,6 +265,11 @@ func TestTCPHog(t *testing.T) {
 		return got
 	}
 	held := take(10)
+	for deadline := time.Now().Add(5 * time.Second); e.t.get(e.t.info, "hog: connections") < 10; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the hog did not count its 10 connections")
+		}
+	}
 	for _, c := range held[:3] {
 		c.Close()
 	}
