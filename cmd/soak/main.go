@@ -29,6 +29,33 @@
 // warm-up and after a quiet period at the end; the growth must stay within
 // -max-rss-growth and -max-goroutine-growth. Finally SIGTERM must stop
 // AppFence with exit status 0.
+//
+// Then the attacks of issue 17 (-attacks, all by default) run one after
+// the other against a fresh AppFence (upstream.timeout and
+// tcp_idle_timeout at their defaults, the zone slow.test forwarded to two
+// servers that answer after 3 s), each for -attack-ramp before and
+// -attack-time beside ordinary clients (the exempt 127.0.0.2 and four
+// default ones over UDP; 127.0.0.2 and 127.0.0.3 over TCP):
+//
+//   - tcp-hog: 127.0.0.9 holds -hog-conns idle TCP connections, more than
+//     max_tcp_connections (100), reopening each one the server closes;
+//   - slow-zone: random names under slow.test at -slow-qps from four
+//     addresses (127.0.0.30..33), without waiting for the answers;
+//   - spoof: -spoof-pps packets a second from the ordinary clients' own
+//     addresses (other ports): responses, runts, compressed questions and
+//     queries cut after the name; none may be answered.
+//
+// For each attack the ordinary clients' right answers must be at least
+// -min-answered % of their questions over UDP and over TCP, the 99th
+// percentile of their latency within -max-p99, and the ban must hold (the
+// default clients get the block answer for www.tiktok.com, the exempt one
+// the real addresses, never the other way round). The attacks write only
+// configuration keys that AppFence had before their fixes, so that the
+// same run can measure an older binary:
+//
+//	soak -appfence /tmp/appfence-before -duration 0 -attack-time 45s
+//
+// (-duration 0 skips the soak and runs the attacks only.)
 package main
 
 import (
@@ -319,6 +346,9 @@ func (s *soak) report(start, end sample, loadTime time.Duration, stopErr error) 
 	s.printf("\nqueries answered         %d in %s (%.0f/s): UDP %d, TCP %d\n", answered, loadTime.Round(time.Second),
 		float64(answered)/loadTime.Seconds(), t.answered["udp"], t.answered["tcp"])
 	s.printf("  by rcode               %s\n", format(t.rcodes))
+	t.mu.Lock()
+	s.printf("  latency (right ones)   p50 %s, p99 %s\n", round(percentile(t.latency, 0.5)), round(percentile(t.latency, 0.99)))
+	t.mu.Unlock()
 	s.printf("failures outside outages %s\n", format(t.failOut))
 	for _, e := range t.examples {
 		s.printf("  %s\n", e)
