@@ -123,6 +123,10 @@ func run(args []string, out io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	if _, err := chooseAttacks(o.attacks); err != nil {
+		fmt.Fprintf(out, "soak: %v\n", err)
+		return 2
+	}
 	code := 0
 	if o.duration > 0 {
 		s, err := setUp(o, out)

@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -286,5 +288,33 @@ func TestTCPHog(t *testing.T) {
 		if _, err := c.Read(make([]byte, 1)); isTimeout(err) {
 			t.Error("a hog connection still open after the hog stopped")
 		}
+	}
+}
+
+func TestChooseAttacks(t *testing.T) {
+	tests := []struct {
+		list string
+		want []string
+		err  bool
+	}{
+		{"all", []string{"tcp-hog", "slow-zone", "spoof"}, false},
+		{"none", nil, false},
+		{"", nil, false},
+		{"spoof, tcp-hog", []string{"spoof", "tcp-hog"}, false},
+		{"tcp-hog,nope", nil, true},
+	}
+	for _, tt := range tests {
+		got, err := chooseAttacks(tt.list)
+		var names []string
+		for _, a := range got {
+			names = append(names, a.name)
+		}
+		if (err != nil) != tt.err || !slices.Equal(names, tt.want) {
+			t.Errorf("chooseAttacks(%q) = %v, %v; want %v (error %v)", tt.list, names, err, tt.want, tt.err)
+		}
+	}
+	var out strings.Builder
+	if code := run([]string{"-attacks", "nope"}, &out); code != 2 || !strings.Contains(out.String(), `no attack "nope"`) {
+		t.Errorf("run -attacks nope: exit %d, %q", code, out.String())
 	}
 }
