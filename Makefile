@@ -7,7 +7,9 @@
 #   make bench   every Go benchmark, then dnsperf against AppFence, Unbound and
 #                CoreDNS side by side (cmd/dnsbench; docs/performance.md)
 #   make fuzz    every fuzz target for FUZZTIME (20s) each (scripts/fuzz.sh)
-#   make soak    AppFence under load and faults on loopback for SOAKTIME (3m) (cmd/soak)
+#   make soak    AppFence under load and faults on loopback for SOAKTIME (3m), then
+#                the TCP hog, slow-zone and spoofed-source attacks beside ordinary
+#                clients for ATTACKTIME (45s) each (cmd/soak, docs/security.md)
 #
 #   make conformance  ISC's genreport against AppFence on loopback (cmd/conformance,
 #                docs/conformance.md); also part of make test, as TestConformance
@@ -63,9 +65,10 @@ bench: build
 fuzz:
 	@GO=$(GO) ./scripts/fuzz.sh
 
-SOAKTIME ?= 3m
+SOAKTIME   ?= 3m
+ATTACKTIME ?= 45s
 soak: build
-	$(GO) run ./cmd/soak -appfence $(BIN) -duration $(SOAKTIME)
+	$(GO) run ./cmd/soak -appfence $(BIN) -duration $(SOAKTIME) -attack-time $(ATTACKTIME)
 
 # genreport is built from ../shared/tools/genreport into CONFTOOLS, outside
 # the repository.

@@ -39,11 +39,16 @@ type tally struct {
 	failIn   map[string]int64 // failures during them
 	examples []string         // the first failures outside outages
 	info     map[string]int64 // counts that are neither answers nor failures
+	asked    map[string]int64 // questions asked, by transport
+	correct  map[string]int64 // right answers, by transport
+	latency  []time.Duration  // of the right answers
+	ban      map[string]int64 // answers to the banned name, by banKind
 }
 
 func newTally() *tally {
 	return &tally{answered: map[string]int64{}, rcodes: map[string]int64{}, failOut: map[string]int64{},
-		failIn: map[string]int64{}, info: map[string]int64{}}
+		failIn: map[string]int64{}, info: map[string]int64{}, asked: map[string]int64{},
+		correct: map[string]int64{}, ban: map[string]int64{}}
 }
 
 func (t *tally) setOutage(o outage, i int) {
@@ -75,6 +80,55 @@ func (t *tally) answer(netw string, rcode int) {
 	t.answered[netw]++
 	t.rcodes[dns.RcodeToString[rcode]]++
 	t.mu.Unlock()
+}
+
+// ask counts a question asked over netw.
+func (t *tally) ask(netw string) {
+	t.mu.Lock()
+	t.asked[netw]++
+	t.mu.Unlock()
+}
+
+// result records resp, the answer over netw to q asked at sent by a client
+// of group exempt: counted, checked, its latency kept when it is right,
+// and, for the banned name, how the ban fared.
+func (t *tally) result(netw string, q question, exempt bool, resp *dns.Msg, sent time.Time) {
+	took := time.Since(sent)
+	bad := check(q, exempt, resp)
+	t.mu.Lock()
+	t.answered[netw]++
+	t.rcodes[dns.RcodeToString[resp.Rcode]]++
+	if bad == "" {
+		t.correct[netw]++
+		t.latency = append(t.latency, took)
+	}
+	if strings.EqualFold(q.name, bannedName) {
+		t.ban[banKind(exempt, resp)]++
+	}
+	t.mu.Unlock()
+	if bad != "" {
+		t.fail(bad, sent, fmt.Sprintf("%s %s %s: %s", netw, q.name, dns.TypeToString[q.qtype], dns.RcodeToString[resp.Rcode]))
+	}
+}
+
+// bannedName is the name of the banned app (tiktok) the clients ask.
+const bannedName = "www.tiktok.com."
+
+// banKind classifies an answer to the banned name: "default blocked" and
+// "exempt resolved" are the ban working, "default resolved" (fail-open)
+// and "exempt blocked" (a false block) are the ban broken, and a SERVFAIL
+// is neither.
+func banKind(exempt bool, resp *dns.Msg) string {
+	who := map[bool]string{false: "default", true: "exempt"}[exempt]
+	switch {
+	case resp.Rcode == dns.RcodeServerFailure:
+		return who + " servfail"
+	case resp.Rcode == dns.RcodeNameError && len(resp.Answer) == 0:
+		return who + " blocked"
+	case resp.Rcode == dns.RcodeSuccess && len(resp.Answer) > 0:
+		return who + " resolved"
+	}
+	return who + " " + dns.RcodeToString[resp.Rcode]
 }
 
 // fail records a failure of a query sent at sent and finished now.
@@ -140,7 +194,7 @@ func pick(r *rand.Rand) question {
 	}
 	switch n := r.IntN(100); {
 	case n < 5:
-		q.name = "www.tiktok.com."
+		q.name = bannedName
 	case n < 10:
 		q.name = fmt.Sprintf("nx%d.soak.test.", r.IntN(1000))
 	default:
@@ -161,7 +215,7 @@ func check(q question, exempt bool, resp *dns.Msg) string {
 	}
 	name := strings.ToLower(q.name)
 	switch {
-	case name == "www.tiktok.com." && !exempt:
+	case name == bannedName && !exempt:
 		if resp.Rcode != dns.RcodeNameError || len(resp.Answer) != 0 {
 			return "block-wrong"
 		}
@@ -211,6 +265,7 @@ func udpClient(ctx context.Context, t *tally, server, local string, exempt bool,
 		m.SetEdns0(1232, false)
 		out, _ := m.Pack()
 		sent := time.Now()
+		t.ask("udp")
 		if _, err := c.Write(out); err != nil {
 			t.fail("send", sent, err.Error())
 			return
@@ -226,18 +281,16 @@ func udpClient(ctx context.Context, t *tally, server, local string, exempt bool,
 			if resp.Unpack(buf[:n]) != nil || resp.Id != m.Id {
 				continue // a late reply to an earlier query
 			}
-			t.answer("udp", resp.Rcode)
-			if bad := check(q, exempt, resp); bad != "" {
-				t.fail(bad, sent, fmt.Sprintf("%s %s: %s", q.name, dns.TypeToString[q.qtype], dns.RcodeToString[resp.Rcode]))
-			}
+			t.result("udp", q, exempt, resp, sent)
 			return
 		}
 	})
 }
 
-// tcpClient asks questions over one TCP connection at a time, opening a
-// new one when the server closes it (after 128 queries).
-func tcpClient(ctx context.Context, t *tally, server, local string, qps int) {
+// tcpClient asks questions from local, a client of group exempt, over one
+// TCP connection at a time, opening a new one when the server closes it
+// (after 128 queries), and checks each answer.
+func tcpClient(ctx context.Context, t *tally, server, local string, exempt bool, qps int) {
 	r := rand.New(rand.NewPCG(rand.Uint64(), 1))
 	var co *dns.Conn
 	defer func() {
@@ -250,6 +303,7 @@ func tcpClient(ctx context.Context, t *tally, server, local string, qps int) {
 		m := new(dns.Msg)
 		m.SetQuestion(q.name, q.qtype)
 		sent := time.Now()
+		t.ask("tcp")
 		for attempt := 0; ; attempt++ {
 			if co == nil {
 				c, err := dialFrom("tcp", local, server)
@@ -275,10 +329,7 @@ func tcpClient(ctx context.Context, t *tally, server, local string, qps int) {
 				t.fail("tcp-error", sent, err.Error())
 				return
 			}
-			t.answer("tcp", resp.Rcode)
-			if bad := check(q, false, resp); bad != "" {
-				t.fail(bad, sent, fmt.Sprintf("tcp %s %s: %s", q.name, dns.TypeToString[q.qtype], dns.RcodeToString[resp.Rcode]))
-			}
+			t.result("tcp", q, exempt, resp, sent)
 			return
 		}
 	})

@@ -29,6 +29,33 @@
 // warm-up and after a quiet period at the end; the growth must stay within
 // -max-rss-growth and -max-goroutine-growth. Finally SIGTERM must stop
 // AppFence with exit status 0.
+//
+// Then the attacks of issue 17 (-attacks, all by default) run one after
+// the other against a fresh AppFence (upstream.timeout and
+// tcp_idle_timeout at their defaults, the zone slow.test forwarded to two
+// servers that answer after 3 s), each for -attack-ramp before and
+// -attack-time beside ordinary clients (the exempt 127.0.0.2 and four
+// default ones over UDP; 127.0.0.2 and 127.0.0.3 over TCP):
+//
+//   - tcp-hog: 127.0.0.9 holds -hog-conns idle TCP connections, more than
+//     max_tcp_connections (100), reopening each one the server closes;
+//   - slow-zone: random names under slow.test at -slow-qps from four
+//     addresses (127.0.0.30..33), without waiting for the answers;
+//   - spoof: -spoof-pps packets a second from the ordinary clients' own
+//     addresses (other ports): responses, runts, compressed questions and
+//     queries cut after the name; none may be answered.
+//
+// For each attack the ordinary clients' right answers must be at least
+// -min-answered % of their questions over UDP and over TCP, the 99th
+// percentile of their latency within -max-p99, and the ban must hold (the
+// default clients get the block answer for www.tiktok.com, the exempt one
+// the real addresses, never the other way round). The attacks write only
+// configuration keys that AppFence had before their fixes, so that the
+// same run can measure an older binary:
+//
+//	soak -appfence /tmp/appfence-before -duration 0 -attack-time 45s
+//
+// (-duration 0 skips the soak and runs the attacks only.)
 package main
 
 import (
@@ -61,6 +88,13 @@ type options struct {
 	floodPPS      int
 	maxRSSGrowth  float64 // MiB
 	maxGoroutines float64
+
+	// The attacks (attacks.go).
+	attacks                           string // comma-separated names, "all" or "none"
+	attackTime, attackRamp, attackGap time.Duration
+	hogConns, slowQPS, spoofPPS       int
+	minAnswered                       float64 // % of right answers, UDP and TCP
+	maxP99                            time.Duration
 }
 
 func run(args []string, out io.Writer) int {
@@ -77,16 +111,33 @@ func run(args []string, out io.Writer) int {
 	fs.IntVar(&o.floodPPS, "flood", 3000, "packets per second of the flooding client")
 	fs.Float64Var(&o.maxRSSGrowth, "max-rss-growth", 16, "MiB the resident memory may grow between the measurements")
 	fs.Float64Var(&o.maxGoroutines, "max-goroutine-growth", 10, "goroutines that may be added between the measurements")
+	fs.StringVar(&o.attacks, "attacks", "all", "attacks run after the soak, beside ordinary clients: tcp-hog,slow-zone,spoof, all or none")
+	fs.DurationVar(&o.attackTime, "attack-time", 45*time.Second, "how long the ordinary clients are measured during each attack")
+	fs.DurationVar(&o.attackRamp, "attack-ramp", 5*time.Second, "how long each attack runs before the measurement starts")
+	fs.DurationVar(&o.attackGap, "attack-gap", 5*time.Second, "pause between two attacks")
+	fs.IntVar(&o.hogConns, "hog-conns", 3*maxTCPConnections/2, "idle TCP connections the TCP hog holds (max_tcp_connections is 100)")
+	fs.IntVar(&o.slowQPS, "slow-qps", 400, "queries per second of the slow-zone flood (from 4 addresses)")
+	fs.IntVar(&o.spoofPPS, "spoof-pps", 6000, "packets per second of the spoofed-source flood (over the 6 ordinary addresses; rate_limit is 500)")
+	fs.Float64Var(&o.minAnswered, "min-answered", 99, "% of the ordinary clients' questions that must get a right answer during each attack, UDP and TCP")
+	fs.DurationVar(&o.maxP99, "max-p99", time.Second, "bound on the 99th percentile of the ordinary clients' latency during each attack")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	s, err := setUp(o, out)
-	if err != nil {
+	if _, err := chooseAttacks(o.attacks); err != nil {
 		fmt.Fprintf(out, "soak: %v\n", err)
-		return 1
+		return 2
 	}
-	defer os.RemoveAll(s.dir)
-	return s.soak()
+	code := 0
+	if o.duration > 0 {
+		s, err := setUp(o, out)
+		if err != nil {
+			fmt.Fprintf(out, "soak: %v\n", err)
+			return 1
+		}
+		code = s.soak()
+		os.RemoveAll(s.dir)
+	}
+	return max(code, runAttacks(o, out))
 }
 
 // soak is one run.
@@ -135,7 +186,7 @@ func setUp(o options, out io.Writer) (*soak, error) {
 }
 
 func (s *soak) config(variant int, broken bool) string {
-	return configText(s.dnsAddr, s.metrics, s.up.Addr, s.dir, variant, broken)
+	return configFile{dnsAddr: s.dnsAddr, metricsAddr: s.metrics, upstreamAddr: s.up.Addr, dir: s.dir, variant: variant, broken: broken}.text()
 }
 
 func (s *soak) printf(format string, args ...any) { fmt.Fprintf(s.out, format, args...) }
@@ -193,8 +244,8 @@ func (s *soak) soak() int {
 func (s *soak) ordinary(ctx context.Context, wg *sync.WaitGroup) {
 	clients := []func(){
 		func() { udpClient(ctx, s.t, s.dnsAddr, clientExempt, true, s.o.qps) },
-		func() { tcpClient(ctx, s.t, s.dnsAddr, clientTCP, s.o.qps/2) },
-		func() { tcpClient(ctx, s.t, s.dnsAddr, clientTCP, s.o.qps/2) },
+		func() { tcpClient(ctx, s.t, s.dnsAddr, clientTCP, false, s.o.qps/2) },
+		func() { tcpClient(ctx, s.t, s.dnsAddr, clientTCP, false, s.o.qps/2) },
 	}
 	for i := 0; i < s.o.udpClients; i++ {
 		local := clientUDP(i)
@@ -299,6 +350,9 @@ func (s *soak) report(start, end sample, loadTime time.Duration, stopErr error) 
 	s.printf("\nqueries answered         %d in %s (%.0f/s): UDP %d, TCP %d\n", answered, loadTime.Round(time.Second),
 		float64(answered)/loadTime.Seconds(), t.answered["udp"], t.answered["tcp"])
 	s.printf("  by rcode               %s\n", format(t.rcodes))
+	t.mu.Lock()
+	s.printf("  latency (right ones)   p50 %s, p99 %s\n", round(percentile(t.latency, 0.5)), round(percentile(t.latency, 0.99)))
+	t.mu.Unlock()
 	s.printf("failures outside outages %s\n", format(t.failOut))
 	for _, e := range t.examples {
 		s.printf("  %s\n", e)

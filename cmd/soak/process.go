@@ -25,25 +25,69 @@ const (
 	clientFlood     = "127.0.0.66" // over rate_limit
 	clientMalformed = "127.0.0.77" // malformed packets
 	clientRefused   = "127.0.0.200"
+	clientHog       = "127.0.0.9" // holds idle TCP connections (attack)
 	rateLimit       = 500
 	tcpIdleTimeout  = 2 * time.Second
+	// maxTCPConnections is server.max_tcp_connections; the TCP hog holds
+	// more than that.
+	maxTCPConnections = 100
 )
+
+// clientSlowFlood returns the address of the i-th sender of the slow-zone
+// flood (attack).
+func clientSlowFlood(i int) string { return fmt.Sprintf("127.0.0.%d", 30+i) }
 
 // clientUDP returns the address of the i-th ordinary UDP client (default
 // group): one address each, so that none is near rate_limit.
 func clientUDP(i int) string { return fmt.Sprintf("127.0.0.%d", 10+i) }
 
-// configText is AppFence's configuration for the soak. variant changes the
-// policy from reload to reload; broken makes the file invalid, so that the
-// reload fails and the running policy must stay.
-func configText(dnsAddr, metricsAddr, upstreamAddr, dir string, variant int, broken bool) string {
+// configFile is what AppFence's configuration for the soak is made of.
+type configFile struct {
+	dnsAddr, metricsAddr, upstreamAddr, dir string
+	// variant changes the policy from reload to reload; broken makes the
+	// file invalid, so that the reload fails and the running policy must
+	// stay.
+	variant int
+	broken  bool
+	// timeout is upstream.timeout; "" is the soak's 500ms.
+	timeout string
+	// idleTimeout is server.tcp_idle_timeout; 0 is tcpIdleTimeout.
+	idleTimeout time.Duration
+	// slowZone and slowServers, when set, forward slowZone to slowServers
+	// (upstream.forward): the attacks' slow zone.
+	slowZone    string
+	slowServers []string
+}
+
+// text returns the configuration. It writes only keys that every AppFence
+// since the soak was written knows, so that the attacks can run against a
+// binary from before their fixes (-appfence); the newer bounds
+// (max_tcp_connections_per_client, upstream.max_in_flight_per_*) keep
+// their defaults.
+func (c configFile) text() string {
 	monitor, ttl := `[]`, "60s"
-	if variant%2 == 1 {
+	if c.variant%2 == 1 {
 		monitor, ttl = `["lark"]`, "30s"
 	}
 	extra := ""
-	if broken {
+	if c.broken {
 		extra = "rate_limit_typo = 1\n"
+	}
+	timeout := c.timeout
+	if timeout == "" {
+		timeout = "500ms"
+	}
+	idle := c.idleTimeout
+	if idle == 0 {
+		idle = tcpIdleTimeout
+	}
+	forward := ""
+	if c.slowZone != "" {
+		servers := make([]string, len(c.slowServers))
+		for i, s := range c.slowServers {
+			servers[i] = fmt.Sprintf("%q", s)
+		}
+		forward = fmt.Sprintf("\n[[upstream.forward]]\nzones = [%q]\nservers = [%s]\n", c.slowZone, strings.Join(servers, ", "))
 	}
 	return fmt.Sprintf(`# appfence soak configuration, variant %d
 [server]
@@ -51,12 +95,12 @@ listen = [%q]
 allow_clients = ["127.0.0.0/25"]
 rate_limit = %d
 tcp_idle_timeout = %q
-max_tcp_connections = 100
+max_tcp_connections = %d
 %s
 [upstream]
 servers = [%q]
-timeout = "500ms"
-
+timeout = %q
+%s
 [cache]
 size = 5000
 
@@ -76,8 +120,8 @@ listen = %q
 
 [log]
 query_log = %q
-`, variant, dnsAddr, rateLimit, tcpIdleTimeout.String(), extra, upstreamAddr, ttl, monitor, clientExempt,
-		metricsAddr, filepath.Join(dir, "query.log"))
+`, c.variant, c.dnsAddr, rateLimit, idle.String(), maxTCPConnections, extra, c.upstreamAddr, timeout, forward,
+		ttl, monitor, clientExempt, c.metricsAddr, filepath.Join(c.dir, "query.log"))
 }
 
 // appfence is the server under test, a child process.
@@ -158,6 +202,8 @@ type sample struct {
 	goroutines float64
 	queries    map[string]float64 // by action, all groups
 	reloads    map[string]float64 // by result
+	shed       float64            // appfence_upstream_shed_total, all reasons
+	haveShed   bool               // the binary has that counter
 }
 
 func (a *appfence) scrape(ctx context.Context) (sample, error) {
@@ -198,6 +244,12 @@ func (a *appfence) scrape(ctx context.Context) (sample, error) {
 	s.goroutines = value("go_goroutines")
 	byLabel("appfence_queries_total", "action", s.queries)
 	byLabel("appfence_config_reloads_total", "result", s.reloads)
+	if f := fams["appfence_upstream_shed_total"]; f != nil {
+		s.haveShed = true
+		for _, m := range f.GetMetric() {
+			s.shed += m.GetCounter().GetValue()
+		}
+	}
 	return s, nil
 }
 
