@@ -45,25 +45,32 @@ type tcpConn struct {
 func (tc *tcpConn) setWaiting(w bool) {
 	tc.idleMu.Lock()
 	tc.waiting = w
-	tc.updateIdle()
+	tc.updateIdle(0)
 	tc.idleMu.Unlock()
 }
 
-// addBusy adds d to the queries being answered.
-func (tc *tcpConn) addBusy(d int) {
+// addBusy adds d to the queries being answered. A query's answer was
+// written at repliedAt (Unix nanoseconds; 0 for now): when it was the last
+// one being answered, the connection has been idle since then, however
+// late the goroutine that answered it gets here.
+func (tc *tcpConn) addBusy(d int, repliedAt int64) {
 	tc.idleMu.Lock()
 	tc.busy += d
-	tc.updateIdle()
+	tc.updateIdle(repliedAt)
 	tc.idleMu.Unlock()
 }
 
-// updateIdle sets idleSince from waiting and busy. idleMu is held.
-func (tc *tcpConn) updateIdle() {
+// updateIdle sets idleSince from waiting and busy; a connection that
+// becomes idle is idle since at, or now when at is 0. idleMu is held.
+func (tc *tcpConn) updateIdle(at int64) {
 	switch {
 	case !tc.waiting || tc.busy > 0:
 		tc.idleSince.Store(0)
 	case tc.idleSince.Load() == 0:
-		tc.idleSince.Store(time.Now().UnixNano())
+		if at == 0 {
+			at = time.Now().UnixNano()
+		}
+		tc.idleSince.Store(at)
 	}
 }
 
@@ -290,11 +297,11 @@ func (s *Server) serveTCPConn(tc *tcpConn, client netip.Addr) {
 			continue
 		}
 		places <- struct{}{} // waits while maxTCPInFlight are being answered
-		tc.addBusy(1)
+		tc.addBusy(1, 0)
 		inFlight.Add(1)
 		go func() {
 			defer func() {
-				tc.addBusy(-1)
+				tc.addBusy(-1, w.lastWrite.Load())
 				<-places
 				inFlight.Done()
 			}()
@@ -395,6 +402,8 @@ type tcpWriter struct {
 	mu  sync.Mutex
 	buf []byte
 	err error // of the first write that failed
+	// lastWrite is when the last reply was written, in Unix nanoseconds.
+	lastWrite atomic.Int64
 }
 
 func (w *tcpWriter) WriteMsg(m *dns.Msg) error { return writeMsg(w, m) }
@@ -413,6 +422,7 @@ func (w *tcpWriter) Write(b []byte) (int, error) {
 	w.conn.SetWriteDeadline(time.Now().Add(w.srv.settings().TCPIdleTimeout))
 	_, err := w.conn.Write(w.buf)
 	w.err = err
+	w.lastWrite.Store(time.Now().UnixNano())
 	w.mu.Unlock()
 	if err != nil {
 		// Wake the reader, which sees w.err. Under the server's mu, like
