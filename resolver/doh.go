@@ -184,6 +184,11 @@ func (t *TLSServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		id:     policy.Identity{ClientID: clientID, CertNames: certNames(r.TLS)},
 		send:   func(b []byte) error { reply = bytes.Clone(b); return nil },
 	}
+	if err := checkPacket(query); err != nil {
+		t.srv.drop(client, err)
+		http.Error(w, "malformed DNS query", http.StatusBadRequest)
+		return
+	}
 	if !t.answer("doh", query, client, ew) {
 		http.Error(w, "malformed DNS query", http.StatusBadRequest)
 		return

@@ -377,8 +377,9 @@ func handshakeReason(err error) string {
 }
 
 // answer answers the query in raw from client, received on transport,
-// through the same path as a TCP query: packet check, rate limit, then the
-// Handler, with w carrying the client's identity. It reports false when
+// through the same path as a TCP query (the transport has run checkPacket):
+// parse, rate limit, then the Handler, with w carrying the client's
+// identity. It reports false when
 // the packet was dropped unanswered.
 func (t *TLSServer) answer(transport string, raw []byte, client netip.Addr, w *encWriter) bool {
 	t.countQuery(transport)

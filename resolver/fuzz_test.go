@@ -114,7 +114,10 @@ func FuzzServePacket(f *testing.F) {
 		if tcp {
 			w.remote = &net.TCPAddr{IP: ip.AsSlice(), Port: 5300}
 		}
-		req := e.srv.request(raw, ip)
+		var req *dns.Msg // as every transport reads it: checked, then parsed
+		if checkPacket(raw) == nil {
+			req = e.srv.request(raw, ip)
+		}
 		if req != nil {
 			e.handler.ServeDNS(w, req)
 		}

@@ -65,8 +65,9 @@ func checkPacket(raw []byte) error {
 	return nil // cut short: Unpack fails
 }
 
-// request checks and parses a packet read from the wire: the start of the
-// packet path that UDP and TCP share. It returns nil for a packet that is
+// request parses a packet read from the wire that checkPacket let through
+// (every transport checks a packet once, as soon as it is read, before the
+// fast path or the rate limit). It returns nil for a packet that is
 // dropped, and counts the drop in the client's group.
 //
 // A query whose only fault is a badly formed option in its OPT record (see
@@ -75,10 +76,6 @@ func checkPacket(raw []byte) error {
 // it speaks DNS, and the answer, the question and an OPT without options,
 // is no larger than the query.
 func (s *Server) request(raw []byte, client netip.Addr) *dns.Msg {
-	if err := checkPacket(raw); err != nil {
-		s.drop(client, err)
-		return nil
-	}
 	req := new(dns.Msg)
 	err := req.Unpack(raw)
 	at, ok := optOptions(raw)
