@@ -60,7 +60,7 @@ func TestFastPathAllocatesOnce(t *testing.T) {
 		client := netip.MustParseAddr(tt.client)
 		n := testing.AllocsPerRun(200, func() {
 			var ok bool
-			if reply, ok = e.handler.serveWire(raw, client, true, reply[:0], &scratch); !ok {
+			if reply, ok = e.handler.serveWire(raw, client, source{transport: "udp"}, reply[:0], &scratch); !ok {
 				t.Fatalf("%s from %s: left to the full pipeline", tt.name, tt.client)
 			}
 		})

@@ -209,7 +209,7 @@ func BenchmarkServeWire(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				var ok bool
-				if reply, ok = e.handler.serveWire(raw, client, true, reply[:0], &scratch); !ok {
+				if reply, ok = e.handler.serveWire(raw, client, source{transport: "udp"}, reply[:0], &scratch); !ok {
 					b.Fatal("left to the full pipeline")
 				}
 			}

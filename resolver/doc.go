@@ -10,8 +10,9 @@
 // non-queries cannot drain a device's bucket. What happens to a query over
 // the limit differs: on UDP it is dropped before it is parsed; on TCP the
 // limit is checked before the fast path, but a limited query is then
-// parsed, to be answered REFUSED; on DoT, DoH and DoQ (encrypted.go) the
-// query is parsed first and the limit checked after, REFUSED too. On UDP
+// parsed, to be answered REFUSED; DoT, DoH and DoQ (encrypted.go) do as
+// TCP, and their fast path decides for the device's identity and pads
+// the reply. On UDP
 // the bound on queries in flight is applied before a packet is parsed, and
 // packets that do not parse are dropped. TCP connections are refused at accept for
 // clients outside allow_clients, bounded in number in all and per client,

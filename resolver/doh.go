@@ -189,7 +189,11 @@ func (t *TLSServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "malformed DNS query", http.StatusBadRequest)
 		return
 	}
-	if !t.answer("doh", query, client, ew) {
+	allowed := t.admit("doh", client)
+	sc := t.scratch.Get().(*encScratch)
+	fast := allowed && t.answerFast("doh", query, client, &ew.id, sc, ew.send)
+	t.scratch.Put(sc)
+	if !fast && !t.answer("doh", query, client, ew, allowed) {
 		http.Error(w, "malformed DNS query", http.StatusBadRequest)
 		return
 	}

@@ -193,8 +193,15 @@ func (t *TLSServer) serveDoQStream(c *quic.Conn, s *quic.Stream, client netip.Ad
 		}
 		return s.Close()
 	}
-	w := &encWriter{local: c.LocalAddr(), remote: c.RemoteAddr(), id: id, send: send}
-	if !t.answer("doq", buf, client, w) || !sent {
+	allowed := t.admit("doq", client)
+	sc := t.scratch.Get().(*encScratch)
+	fast := allowed && t.answerFast("doq", buf, client, &id, sc, send)
+	t.scratch.Put(sc)
+	if !fast {
+		w := &encWriter{local: c.LocalAddr(), remote: c.RemoteAddr(), id: id, send: send}
+		t.answer("doq", buf, client, w, allowed)
+	}
+	if !sent {
 		// Dropped unanswered: the stream is reset (RFC 9250, 4.3.3).
 		s.CancelRead(quic.StreamErrorCode(doqInternalError))
 		s.CancelWrite(quic.StreamErrorCode(doqInternalError))

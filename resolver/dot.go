@@ -1,12 +1,14 @@
 package resolver
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -97,18 +99,18 @@ func (t *TLSServer) serveDoT(raw net.Conn) {
 
 	var writeMu sync.Mutex
 	var writeErr error
+	var frame []byte // under writeMu: the reply, framed, in one write
 	send := func(b []byte) error {
 		if len(b) > 0xFFFF {
 			return errors.New("reply larger than 65535 bytes")
 		}
-		frame := make([]byte, 2+len(b))
-		binary.BigEndian.PutUint16(frame, uint16(len(b)))
-		copy(frame[2:], b)
 		writeMu.Lock()
 		defer writeMu.Unlock()
 		if writeErr != nil {
 			return writeErr
 		}
+		frame = binary.BigEndian.AppendUint16(frame[:0], uint16(len(b)))
+		frame = append(frame, b...)
 		c.SetWriteDeadline(time.Now().Add(t.settings().TCPIdleTimeout))
 		if _, err := c.Write(frame); err != nil {
 			writeErr = err
@@ -117,6 +119,8 @@ func (t *TLSServer) serveDoT(raw net.Conn) {
 		return writeErr
 	}
 	places := make(chan struct{}, t.maxInFlight)
+	var buf []byte // the query being read
+	var scratch encScratch
 	for {
 		t.mu.Lock()
 		if t.closing {
@@ -134,7 +138,7 @@ func (t *TLSServer) serveDoT(raw net.Conn) {
 			t.srv.drop(client, errTooLarge)
 			return
 		}
-		buf := make([]byte, size)
+		buf = slices.Grow(buf[:0], size)[:size]
 		if _, err := io.ReadFull(c, buf); err != nil {
 			return
 		}
@@ -142,6 +146,11 @@ func (t *TLSServer) serveDoT(raw net.Conn) {
 			t.srv.drop(client, err)
 			return // not a DNS client: do not read on
 		}
+		allowed := t.admit("dot", client)
+		if allowed && t.answerFast("dot", buf, client, &id, &scratch, send) {
+			continue // answered in this goroutine, as TCP's fast path is
+		}
+		query := bytes.Clone(buf)
 		places <- struct{}{} // waits while maxInFlight are being answered
 		inFlight.Add(1)
 		go func() {
@@ -150,7 +159,7 @@ func (t *TLSServer) serveDoT(raw net.Conn) {
 				inFlight.Done()
 			}()
 			w := &encWriter{local: raw.LocalAddr(), remote: raw.RemoteAddr(), id: id, send: send}
-			t.answer("dot", buf, client, w)
+			t.answer("dot", query, client, w, allowed)
 		}()
 	}
 }

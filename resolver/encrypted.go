@@ -22,6 +22,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/appfence/appfence/config"
+	"github.com/appfence/appfence/internal/dnswire"
 	"github.com/appfence/appfence/metrics"
 	"github.com/appfence/appfence/policy"
 	"github.com/appfence/appfence/resolver/proxyproto"
@@ -44,9 +45,9 @@ const (
 
 // TLSServer serves the encrypted transports of [server.tls]: DNS over TLS
 // (dot.go), DNS over HTTPS (doh.go) and DNS over QUIC (doq.go). Every query goes through the same
-// packet check, rate limit and Handler as the UDP and TCP ones of Server,
-// with the client's identity (verified certificate, ClientID) beside its
-// address.
+// packet check, rate limit, fast path and Handler as the UDP and TCP ones
+// of Server, with the client's identity (verified certificate, ClientID)
+// beside its address, and its reply padded (RFC 8467).
 type TLSServer struct {
 	// ctx is the parent of the queries' contexts and of the handshakes,
 	// cancelled by Shutdown when its grace ends (stop).
@@ -60,6 +61,10 @@ type TLSServer struct {
 	dotConf *tls.Config
 	dohConf *tls.Config
 	doqConf *tls.Config
+
+	// scratch holds the *encScratch of the DoH requests and DoQ streams
+	// being answered (a DoT connection has its own).
+	scratch sync.Pool
 
 	// Limits, the constants above; tests lower them.
 	handshakeTimeout time.Duration
@@ -91,9 +96,11 @@ func NewTLSServer(s *Server, m *metrics.Transport, log *slog.Logger) *TLSServer 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &TLSServer{ctx: s.ctx, stop: func() {}, srv: s, log: log, metrics: m,
+	t := &TLSServer{ctx: s.ctx, stop: func() {}, srv: s, log: log, metrics: m,
 		handshakeTimeout: tlsHandshakeTimeout, maxInFlight: maxDoTInFlight, certEvery: certCheckEvery,
 		conns: map[net.Conn]struct{}{}, errs: make(chan error, 1)}
+	t.scratch.New = func() any { return new(encScratch) }
+	return t
 }
 
 // Start loads the certificate and binds the listeners of cfg. Nothing is
@@ -376,20 +383,48 @@ func handshakeReason(err error) string {
 	return "other"
 }
 
-// answer answers the query in raw from client, received on transport,
-// through the same path as a TCP query (the transport has run checkPacket):
-// parse, rate limit, then the Handler, with w carrying the client's
-// identity. It reports false when
-// the packet was dropped unanswered.
-func (t *TLSServer) answer(transport string, raw []byte, client netip.Addr, w *encWriter) bool {
+// admit counts a query received on transport and charges it to client's
+// rate limit, reporting whether it is within it (server.rate_limit).
+func (t *TLSServer) admit(transport string, client netip.Addr) bool {
 	t.countQuery(transport)
+	return t.srv.allow(client)
+}
+
+// encScratch is the memory the fast path of an encrypted transport reuses
+// from one query to the next: the fast path's own, and the reply.
+type encScratch struct {
+	fast fastScratch
+	out  []byte
+}
+
+// answerFast answers the query in raw from client, received on transport
+// and admitted, from the fast path when it can (serveWire: the same
+// decision and answer as the full pipeline, for the device's identity),
+// padded as RFC 8467 asks, and hands the reply to send. It reports false,
+// having answered and counted nothing, when the query must take answer.
+func (t *TLSServer) answerFast(transport string, raw []byte, client netip.Addr, id *policy.Identity, sc *encScratch, send func([]byte) error) bool {
+	reply, ok := t.srv.handler.serveWire(raw, client, source{transport: transport, id: id}, sc.out[:0], &sc.fast)
+	if !ok {
+		return false
+	}
+	sc.out = dnswire.AppendPadding(reply, paddingBlock)
+	send(sc.out) // a failed send ends the connection or the stream
+	return true
+}
+
+// answer answers the query in raw from client, received on transport
+// (the transport has run checkPacket and admit, whose verdict allowed is),
+// through the same path as a TCP query: parse, then the Handler, with w
+// carrying the client's identity, or REFUSED over the rate limit. It
+// reports false when the packet was dropped unanswered.
+func (t *TLSServer) answer(transport string, raw []byte, client netip.Addr, w *encWriter, allowed bool) bool {
 	s := t.srv
 	req := s.request(raw, client)
 	if req == nil {
 		return false
 	}
 	w.req, w.proto = req, transport
-	if !s.allow(client) {
+	if !allowed {
 		s.handler.refuse(w, req, client)
 		return true
 	}
@@ -460,15 +495,11 @@ func (w *encWriter) WriteMsg(m *dns.Msg) error {
 	return w.send(b)
 }
 
-// Write sends a reply already packed (from the cache): it is unpacked to
-// be padded when it carries EDNS.
+// Write sends a reply already packed (from the cache), padded when it
+// carries EDNS.
 func (w *encWriter) Write(b []byte) (int, error) {
-	m := new(dns.Msg)
-	if err := m.Unpack(b); err != nil || m.IsEdns0() == nil {
-		return len(b), w.send(b)
-	}
-	m.Compress = true
-	if err := w.WriteMsg(m); err != nil {
+	msg := append(make([]byte, 0, len(b)+paddingBlock), b...) // b is the caller's
+	if err := w.send(dnswire.AppendPadding(msg, paddingBlock)); err != nil {
 		return 0, err
 	}
 	return len(b), nil

@@ -24,6 +24,7 @@ import (
 
 	"github.com/appfence/appfence/internal/dnstest"
 	"github.com/appfence/appfence/metrics"
+	"github.com/appfence/appfence/policy"
 	"github.com/appfence/appfence/resolver/proxyproto"
 )
 
@@ -926,4 +927,86 @@ func TestTLSShutdownEndsUpstreamWaits(t *testing.T) {
 			dnstest.ServfailAtShutdown(t, e.upstream, e.tls.Shutdown, ask)
 		})
 	}
+}
+
+// TestEncryptedFastPathAnswersAsServeDNS: on the encrypted transports,
+// blocked names and cache hits are answered by the fast path for the
+// device's identity (none, ClientID, certificate), and the reply is the
+// full pipeline's, padded alike (RFC 8467).
+func TestEncryptedFastPathAnswersAsServeDNS(t *testing.T) {
+	e := startTLSEnv(t)
+	client := netip.MustParseAddr("127.0.0.1")
+	identities := []struct {
+		what string
+		id   policy.Identity
+	}{
+		{"no identity", policy.Identity{}},
+		{"ClientID", policy.Identity{ClientID: "officer-017"}},
+		{"certificate", policy.Identity{CertNames: []string{"phone-1.devices.test"}}},
+	}
+	names := []string{"www.tiktok.com.", "WWW.TikTok.com.", "www.example.test.", "nx.example.test."}
+	var sc encScratch
+	fastCount := 0
+	for _, who := range identities {
+		for _, name := range names {
+			for _, edns := range []bool{false, true} {
+				what := fmt.Sprintf("%s, %s, EDNS %v", who.what, name, edns)
+				req := dnstest.NewQuery(name, dns.TypeA, edns, false)
+				raw, err := req.Pack()
+				if err != nil {
+					t.Fatal(err)
+				}
+				var slowBytes []byte
+				w := &encWriter{remote: &net.TCPAddr{IP: client.AsSlice(), Port: 40000}, id: who.id,
+					send: func(b []byte) error { slowBytes = bytes.Clone(b); return nil }}
+				if !e.tls.answer("dot", raw, client, w, true) { // stores what it resolves
+					t.Fatalf("%s: dropped by the full pipeline", what)
+				}
+				var fastBytes []byte
+				id := who.id
+				if !e.tls.answerFast("dot", raw, client, &id, &sc, func(b []byte) error { fastBytes = bytes.Clone(b); return nil }) {
+					t.Errorf("%s: not answered by the fast path", what)
+					continue
+				}
+				fastCount++
+				var slow, fast dns.Msg
+				if err := slow.Unpack(slowBytes); err != nil {
+					t.Fatal(err)
+				}
+				if err := fast.Unpack(fastBytes); err != nil {
+					t.Fatalf("%s: fast reply: %v", what, err)
+				}
+				if edns && (len(fastBytes)%paddingBlock != 0 || len(slowBytes)%paddingBlock != 0) {
+					t.Errorf("%s: replies of %d (fast) and %d bytes, want both padded to %d", what, len(fastBytes), len(slowBytes), paddingBlock)
+				}
+				if !edns && fast.IsEdns0() != nil {
+					t.Errorf("%s: EDNS in the reply to a query without it", what)
+				}
+				stripPadding(&slow)
+				stripPadding(&fast)
+				if fast.String() != slow.String() {
+					t.Errorf("%s: fast path\n%s\nfull pipeline\n%s", what, &fast, &slow)
+				}
+			}
+		}
+	}
+	if fastCount != len(identities)*len(names)*2 {
+		t.Errorf("%d queries answered by the fast path, want all %d", fastCount, len(identities)*len(names)*2)
+	}
+}
+
+// stripPadding removes the padding option of m, whose length depends on
+// how the rest was compressed.
+func stripPadding(m *dns.Msg) {
+	opt := m.IsEdns0()
+	if opt == nil {
+		return
+	}
+	kept := opt.Option[:0]
+	for _, o := range opt.Option {
+		if o.Option() != dns.EDNS0PADDING {
+			kept = append(kept, o)
+		}
+	}
+	opt.Option = kept
 }

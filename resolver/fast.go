@@ -35,10 +35,13 @@ type fastScratch struct {
 }
 
 // serveWire answers the query in raw, a packet that checkPacket let through
-// from client, when it can: it appends the reply to out and returns it with
-// true. It returns false, having counted and answered nothing, when the
-// query must go through ServeDNS.
-func (h *Handler) serveWire(raw []byte, client netip.Addr, udp bool, out []byte, s *fastScratch) ([]byte, bool) {
+// from client, received as src says (its transport, and on an encrypted
+// one the device's identity), when it can: it appends the reply to out and
+// returns it with true. It returns false, having counted and answered
+// nothing, when the query must go through ServeDNS. A UDP reply is
+// bounded by the client's payload size; the padding of encrypted
+// transports is theirs to add.
+func (h *Handler) serveWire(raw []byte, client netip.Addr, src source, out []byte, s *fastScratch) ([]byte, bool) {
 	if h.dnstap.Load() != nil {
 		// dnstap reports the ports and the local address, which the fast
 		// path does not have: every query takes ServeDNS (observe.go).
@@ -55,12 +58,12 @@ func (h *Handler) serveWire(raw []byte, client netip.Addr, udp bool, out []byte,
 		return out, false
 	}
 	st := h.state.Load()
-	d := st.Policy.Decide(client, name)
+	d := st.Policy.DecideFor(client, src.id, name)
 	if d.Action == policy.ActionRefuse {
 		return out, false
 	}
 	limit := 0
-	if udp {
+	if src.transport == "udp" {
 		limit = q.udpLimit()
 	}
 	var reply []byte
@@ -72,10 +75,6 @@ func (h *Handler) serveWire(raw []byte, client netip.Addr, udp bool, out []byte,
 	}
 	if !ok {
 		return out, false
-	}
-	src := source{transport: "tcp"}
-	if udp {
-		src.transport = "udp"
 	}
 	h.observe(st, &d, client, src, question{raw: raw}, int(reply[len(out)+3]&0xF), start)
 	return reply, true

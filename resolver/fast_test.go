@@ -158,7 +158,7 @@ func TestFastPathAnswersAsServeDNS(t *testing.T) {
 							canonical := dnsname.Canonical(name)
 							_, fresh := e.cache.Lookup(cache.KeyOf(req, canonical), e.cache.Now())
 							expect := fresh || e.handler.State().Policy.Decide(addr, canonical).Action == policy.ActionBlock
-							reply, ok := e.handler.serveWire(raw, addr, true, nil, &scratch)
+							reply, ok := e.handler.serveWire(raw, addr, source{transport: "udp"}, nil, &scratch)
 							what := fmt.Sprintf("%s %s from %s (EDNS %v, DO %v)", name, dns.TypeToString[qtype], client, ednsDO[0], ednsDO[1])
 							if ok != expect {
 								t.Errorf("%s: answered by the fast path %v, want %v", what, ok, expect)
@@ -200,15 +200,14 @@ func TestFastPathLeavesToServeDNS(t *testing.T) {
 		what   string
 		client netip.Addr
 		raw    []byte
-		udp    bool
 	}{
-		{"a client outside allow_clients", refused, pack(dnstest.NewQuery("www.tiktok.com.", dns.TypeA, true, false)), true},
-		{"a cache miss", local, pack(dnstest.NewQuery("www.example.test.", dns.TypeA, true, false)), true},
-		{"resolver.arpa", local, pack(dnstest.NewQuery("_dns.resolver.arpa.", dns.TypeSVCB, true, false)), true},
-		{"ANY", local, pack(dnstest.NewQuery("www.tiktok.com.", dns.TypeANY, true, false)), true},
+		{"a client outside allow_clients", refused, pack(dnstest.NewQuery("www.tiktok.com.", dns.TypeA, true, false))},
+		{"a cache miss", local, pack(dnstest.NewQuery("www.example.test.", dns.TypeA, true, false))},
+		{"resolver.arpa", local, pack(dnstest.NewQuery("_dns.resolver.arpa.", dns.TypeSVCB, true, false))},
+		{"ANY", local, pack(dnstest.NewQuery("www.tiktok.com.", dns.TypeANY, true, false))},
 	} {
 		before := e.upstream.Total()
-		if _, ok := e.handler.serveWire(tt.raw, tt.client, tt.udp, nil, &scratch); ok {
+		if _, ok := e.handler.serveWire(tt.raw, tt.client, source{transport: "udp"}, nil, &scratch); ok {
 			t.Errorf("%s: answered by the fast path", tt.what)
 		}
 		if e.upstream.Total() != before {
@@ -229,13 +228,13 @@ func TestFastPathLeavesToServeDNS(t *testing.T) {
 		t.Fatalf("the big answer is not truncated: %v", m)
 	}
 	noEDNS := pack(dnstest.NewQuery("big.example.test.", dns.TypeTXT, false, false))
-	if _, ok := e.handler.serveWire(noEDNS, local, true, nil, &scratch); ok {
+	if _, ok := e.handler.serveWire(noEDNS, local, source{transport: "udp"}, nil, &scratch); ok {
 		t.Error("an answer larger than 512 bytes: answered by the fast path over UDP")
 	}
-	if reply, ok := e.handler.serveWire(noEDNS, local, false, nil, &scratch); !ok || len(reply) <= 512 {
+	if reply, ok := e.handler.serveWire(noEDNS, local, source{transport: "tcp"}, nil, &scratch); !ok || len(reply) <= 512 {
 		t.Errorf("the same over TCP: answered %v, %d bytes", ok, len(reply))
 	}
-	if reply, ok := e.handler.serveWire(pack(dnstest.NewQuery("big.example.test.", dns.TypeTXT, true, false)), local, true, nil, &scratch); !ok || len(reply) <= 512 {
+	if reply, ok := e.handler.serveWire(pack(dnstest.NewQuery("big.example.test.", dns.TypeTXT, true, false)), local, source{transport: "udp"}, nil, &scratch); !ok || len(reply) <= 512 {
 		t.Errorf("the same to an EDNS client over UDP: answered %v, %d bytes", ok, len(reply))
 	}
 }

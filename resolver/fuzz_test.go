@@ -178,14 +178,14 @@ func FuzzFastPath(f *testing.F) {
 		}
 		req := e.srv.request(raw, ip)
 		if req == nil {
-			if _, ok := e.handler.serveWire(raw, ip, true, nil, &scratch); ok {
+			if _, ok := e.handler.serveWire(raw, ip, source{transport: "udp"}, nil, &scratch); ok {
 				t.Fatalf("the fast path answered a packet that does not parse: %x", raw)
 			}
 			return
 		}
 		w := &recorder{remote: &net.UDPAddr{IP: ip.AsSlice(), Port: 5300}}
 		e.handler.ServeDNS(w, req)
-		reply, ok := e.handler.serveWire(raw, ip, true, nil, &scratch)
+		reply, ok := e.handler.serveWire(raw, ip, source{transport: "udp"}, nil, &scratch)
 		if !ok {
 			return
 		}

@@ -279,7 +279,7 @@ func (s *Server) serveTCPConn(tc *tcpConn, client netip.Addr) {
 		limited := false
 		if !s.allow(client) {
 			limited = true
-		} else if reply, ok := s.handler.serveWire(raw, client, false, out[:0], &scratch); ok {
+		} else if reply, ok := s.handler.serveWire(raw, client, source{transport: "tcp"}, out[:0], &scratch); ok {
 			out = reply[:0]
 			r.Discard(2 + len(raw))
 			if _, err := w.Write(reply); err != nil {

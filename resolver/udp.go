@@ -171,7 +171,7 @@ func (s *Server) udpPacket(u udpSocket, raw []byte, peer udpPeer, out []byte, sc
 		s.drop(client, errRateLimit)
 		return out, false
 	}
-	if reply, ok := s.handler.serveWire(raw, client, true, out, scratch); ok {
+	if reply, ok := s.handler.serveWire(raw, client, source{transport: "udp"}, out, scratch); ok {
 		return reply, true
 	}
 	if !s.udpPlaces.take() {

@@ -1,6 +1,7 @@
 // Package dnswire writes the parts of DNS messages that AppFence's fast
 // paths build byte by byte instead of packing a dns.Msg: header bits and
-// the OPT record (RFC 6891) with an extended DNS error (RFC 8914); and
+// the OPT record (RFC 6891) with an extended DNS error (RFC 8914) and the
+// padding of encrypted transports (RFC 7830, RFC 8467); and
 // names DNS values as labels and flags do (RcodeName, ParseType).
 //
 // It imports only miekg/dns and the standard library: every package may

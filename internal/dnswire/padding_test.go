@@ -1,0 +1,105 @@
+package dnswire
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/miekg/dns"
+)
+
+func TestAppendPadding(t *testing.T) {
+	msg := func(edns bool, opts ...dns.EDNS0) []byte {
+		m := new(dns.Msg)
+		m.SetQuestion("www.example.com.", dns.TypeA)
+		m.Response = true
+		m.Compress = true
+		a, _ := dns.NewRR("www.example.com. 300 IN A 192.0.2.1")
+		m.Answer = append(m.Answer, a)
+		ns, _ := dns.NewRR("example.com. 300 IN NS ns.example.com.")
+		m.Ns = append(m.Ns, ns)
+		if edns {
+			m.SetEdns0(1232, true)
+			m.IsEdns0().Option = opts
+		}
+		b, err := m.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	glueAfterOPT := func() []byte {
+		m := new(dns.Msg)
+		if err := m.Unpack(msg(true)); err != nil {
+			t.Fatal(err)
+		}
+		glue, _ := dns.NewRR("ns.example.com. 300 IN A 192.0.2.53")
+		m.Extra = append(m.Extra, glue) // the OPT is no longer last
+		b, err := m.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	tests := []struct {
+		name   string
+		msg    []byte
+		padded bool
+	}{
+		{"EDNS", msg(true), true},
+		{"EDNS with an EDE", msg(true, &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeBlocked}), true},
+		{"no EDNS", msg(false), false},
+		{"already padded", msg(true, &dns.EDNS0_PADDING{Padding: make([]byte, 7)}), false},
+		{"OPT not last", glueAfterOPT(), false},
+		{"cut short", msg(true)[:40], false},
+		{"header only", msg(true)[:12], false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := bytes.Clone(tt.msg)
+			out := AppendPadding(bytes.Clone(tt.msg), 468)
+			if !tt.padded {
+				if !bytes.Equal(out, in) {
+					t.Fatalf("changed a message it must leave alone")
+				}
+				return
+			}
+			if len(out)%468 != 0 {
+				t.Errorf("%d bytes, want a multiple of 468", len(out))
+			}
+			var m, orig dns.Msg
+			if err := m.Unpack(out); err != nil {
+				t.Fatalf("padded message does not unpack: %v", err)
+			}
+			if err := orig.Unpack(in); err != nil {
+				t.Fatal(err)
+			}
+			opt := m.IsEdns0()
+			if opt == nil || len(opt.Option) != len(orig.IsEdns0().Option)+1 {
+				t.Fatalf("OPT options %v, want the original ones and padding", opt)
+			}
+			if p, ok := opt.Option[len(opt.Option)-1].(*dns.EDNS0_PADDING); !ok || !bytes.Equal(p.Padding, make([]byte, len(p.Padding))) {
+				t.Errorf("last option %v, want zero padding", opt.Option[len(opt.Option)-1])
+			}
+			if m.Answer[0].String() != orig.Answer[0].String() || opt.UDPSize() != 1232 || !opt.Do() {
+				t.Errorf("padding changed the message: %v", &m)
+			}
+		})
+	}
+}
+
+func FuzzAppendPadding(f *testing.F) {
+	f.Add([]byte{0, 0, 0x81, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 41, 4, 0xd0, 0, 0, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		out := AppendPadding(bytes.Clone(msg), 468)
+		if len(out) == len(msg) {
+			return
+		}
+		if len(out)%468 != 0 {
+			t.Fatalf("padded to %d bytes", len(out))
+		}
+		var before, after dns.Msg
+		if before.Unpack(msg) == nil && after.Unpack(out) != nil {
+			t.Fatalf("a message that unpacked no longer does once padded: %x", msg)
+		}
+	})
+}
