@@ -116,7 +116,7 @@ func decompress(r io.Reader, name string) (io.Reader, error) {
 	if len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		zr, err := gzip.NewReader(br)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
+			return nil, fmt.Errorf("read %s: gzip: %w", name, err)
 		}
 		return zr, nil
 	}

@@ -44,6 +44,10 @@ func fuzzList(f *testing.F, format Format) {
 			checkEntry(t, e)
 		})
 		if err != nil {
+			// Content that starts like gzip and is not is a read error.
+			if bytes.HasPrefix(data, []byte{0x1f, 0x8b}) && strings.HasPrefix(err.Error(), "read fuzz.txt: ") {
+				return
+			}
 			t.Fatalf("ParseList: %v (only read errors are errors)", err)
 		}
 		if st.Rules != added || len(st.Errors) > maxReported || len(st.Errors) > st.Invalid+st.Unsupported {
