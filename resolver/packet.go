@@ -19,6 +19,7 @@ var (
 	errResponse   = errors.New("a response (QR set)")
 	errCompressed = errors.New("question name with a compression pointer")
 	errCutShort   = errors.New("question cut short")
+	errLabelType  = errors.New("question name with a reserved label type")
 	errTooLarge   = errors.New("larger than 4096 bytes")
 	errRateLimit  = errors.New("over server.rate_limit")
 	errBusy       = errors.New("too many UDP queries in flight")
@@ -34,7 +35,10 @@ const headerLen = 12
 // question has nothing before it to point to (RFC 1035, 4.1.4: pointers
 // refer to a prior occurrence of a name), so no resolver sends one, and it
 // would let a reply (which writes the name out) be larger than the query.
-// So is a question cut short after its name or its type, which miekg/dns
+// So are a name with a label type other than a length or a pointer
+// (the extended label types of RFC 2671, withdrawn by RFC 6891), which
+// does not parse, and a name that runs off the end of the packet. So is a
+// question cut short after its name or its type, which miekg/dns
 // parses (with type or class 0) but which a reply writes out whole. With
 // both dropped, the REFUSED answer to a client outside allow_clients,
 // which is the question and at most an OPT without options, is never
@@ -59,10 +63,12 @@ func checkPacket(raw []byte) error {
 			return nil
 		case c&0xC0 == 0xC0:
 			return errCompressed
+		case c&0xC0 != 0:
+			return errLabelType // 0x40 and 0x80 (RFC 6891, 5)
 		}
-		off += 1 + int(c) // 0x40 and 0x80 are not labels: Unpack fails
+		off += 1 + int(c)
 	}
-	return nil // cut short: Unpack fails
+	return errCutShort // the name runs off the end
 }
 
 // request parses a packet read from the wire that checkPacket let through
