@@ -431,7 +431,8 @@ func countReplies(c net.Conn, t *tally, kind string) {
 // of its own on the same address, which the rate limiter cannot tell from
 // the client's), o.spoofPPS packets a second in all that must never be
 // answered nor charged to the address's rate limit: responses (QR=1),
-// runts, and queries whose question is compressed or cut before its type.
+// runts, and queries whose question is compressed, cut before its type or
+// has a reserved label type.
 func spoofFlood(ctx context.Context, e *attackEnv) {
 	var conns []net.Conn
 	for _, v := range attackVictims() {
@@ -465,12 +466,13 @@ func spoofFlood(ctx context.Context, e *attackEnv) {
 
 // spoofPacket returns the i-th packet of the spoofed-source flood: a
 // response to a query for a name of the soak, a runt, a query whose
-// question name is a compression pointer, or a query cut after its name.
+// question name is a compression pointer, a query cut after its name, or
+// one whose name has a reserved label type (0x40).
 func spoofPacket(r *rand.Rand, i int) []byte {
 	m := new(dns.Msg)
 	m.SetQuestion(fmt.Sprintf("n%d.soak.test.", r.IntN(20000)), dns.TypeA)
 	m.Id = uint16(r.Uint32())
-	switch i % 4 {
+	switch i % 5 {
 	case 0: // a response, as an upstream or another resolver would send
 		m.Response = true
 		m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: m.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60},
@@ -483,9 +485,12 @@ func spoofPacket(r *rand.Rand, i int) []byte {
 	case 2: // compressed question
 		p, _ := m.Pack()
 		return append(p[:12:12], 0xC0, 0x0C, 0, 1, 0, 1)
-	default: // cut after the name: no type and class
+	case 3: // cut after the name: no type and class
 		p, _ := m.Pack()
 		return p[:len(p)-4]
+	default: // a reserved label type, which does not parse
+		p, _ := m.Pack()
+		return append(p[:12:12], 0x40, 'x', 0, 0, 1, 0, 1)
 	}
 }
 
