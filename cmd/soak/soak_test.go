@@ -187,7 +187,8 @@ func TestBan(t *testing.T) {
 
 // TestSpoofPacket: every packet of the spoofed-source flood is one that a
 // server must neither answer nor charge: a response, a runt, a question
-// that is a compression pointer, or a name without type and class.
+// that is a compression pointer, a name without type and class, or one
+// with a reserved label type, which does not parse.
 func TestSpoofPacket(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for i := range 400 {
@@ -199,6 +200,10 @@ func TestSpoofPacket(t *testing.T) {
 				t.Errorf("%d: response does not parse: %x", i, p)
 			}
 		case p[12]&0xC0 == 0xC0:
+		case p[12]&0xC0 == 0x40:
+			if new(dns.Msg).Unpack(p) == nil {
+				t.Errorf("%d: a reserved label type that parses: %x", i, p)
+			}
 		default: // the name ends the packet (miekg/dns parses it leniently; AppFence drops it)
 			if _, off, err := dns.UnpackDomainName(p, 12); err != nil || off != len(p) {
 				t.Errorf("%d: not a query cut after its name: %x", i, p)
