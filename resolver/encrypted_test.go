@@ -78,21 +78,21 @@ type tlsEnv struct {
 	metrics  *metrics.Transport
 }
 
-func startTLSEnv(t *testing.T) *tlsEnv {
+func startTLSEnv(t testing.TB) *tlsEnv {
 	t.Helper()
 	return startTLSEnvWith(t, nil)
 }
 
 // startTLSEnvWith is startTLSEnv with adjust called on the TLS server
 // before it starts (to lower its limits); adjust may be nil.
-func startTLSEnvWith(t *testing.T, adjust func(*TLSServer)) *tlsEnv {
+func startTLSEnvWith(t testing.TB, adjust func(*TLSServer)) *tlsEnv {
 	t.Helper()
 	return startTLSEnvConf(t, nil, adjust)
 }
 
 // startTLSEnvConf is startTLSEnvWith with edit applied to the config text
 // first; edit may be nil.
-func startTLSEnvConf(t *testing.T, edit func(string) string, adjust func(*TLSServer)) *tlsEnv {
+func startTLSEnvConf(t testing.TB, edit func(string) string, adjust func(*TLSServer)) *tlsEnv {
 	t.Helper()
 	ca := dnstest.NewCA(t)
 	dir := t.TempDir()
@@ -122,7 +122,7 @@ func startTLSEnvConf(t *testing.T, edit func(string) string, adjust func(*TLSSer
 }
 
 // dialDoT connects over DoT with the given SNI and client certificate.
-func (e *tlsEnv) dialDoT(t *testing.T, sni string, cert *tls.Certificate) (*dns.Conn, error) {
+func (e *tlsEnv) dialDoT(t testing.TB, sni string, cert *tls.Certificate) (*dns.Conn, error) {
 	t.Helper()
 	conf := &tls.Config{RootCAs: e.ca.Pool(), ServerName: sni, NextProtos: []string{"dot"}}
 	if cert != nil {
