@@ -15,9 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/miekg/dns"
-
 	"github.com/appfence/appfence/config"
+	"github.com/appfence/appfence/internal/dnswire"
 	"github.com/appfence/appfence/policy"
 )
 
@@ -204,31 +203,10 @@ func (t *TLSServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Content-Type", "application/dns-message")
 	h.Set("Content-Length", strconv.Itoa(len(reply)))
-	if ttl, ok := minTTL(reply); ok {
+	if ttl, ok := dnswire.MinTTL(reply); ok {
 		h.Set("Cache-Control", "max-age="+strconv.FormatUint(uint64(ttl), 10))
 	}
 	w.Write(reply)
-}
-
-// minTTL returns the smallest TTL of the records of a reply (RFC 8484,
-// 5.1: the HTTP freshness lifetime must not exceed it), OPT excepted.
-func minTTL(b []byte) (uint32, bool) {
-	var m dns.Msg
-	if m.Unpack(b) != nil {
-		return 0, false
-	}
-	ttl, ok := uint32(0), false
-	for _, sec := range [][]dns.RR{m.Answer, m.Ns, m.Extra} {
-		for _, rr := range sec {
-			if rr.Header().Rrtype == dns.TypeOPT {
-				continue
-			}
-			if t := rr.Header().Ttl; !ok || t < ttl {
-				ttl, ok = t, true
-			}
-		}
-	}
-	return ttl, ok
 }
 
 func netipParse(s string) (netip.Addr, error) {

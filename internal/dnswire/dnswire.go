@@ -1,7 +1,8 @@
 // Package dnswire writes the parts of DNS messages that AppFence's fast
 // paths build byte by byte instead of packing a dns.Msg: header bits and
 // the OPT record (RFC 6891) with an extended DNS error (RFC 8914) and the
-// padding of encrypted transports (RFC 7830, RFC 8467); and
+// padding of encrypted transports (RFC 7830, RFC 8467); reads what a
+// reply may be cached for (MinTTL, for DoH); and
 // names DNS values as labels and flags do (RcodeName, ParseType).
 //
 // It imports only miekg/dns and the standard library: every package may

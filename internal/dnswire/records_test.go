@@ -103,3 +103,79 @@ func FuzzAppendPadding(f *testing.F) {
 		}
 	})
 }
+
+func TestMinTTL(t *testing.T) {
+	msg := func(edns bool, rrs ...string) []byte {
+		m := new(dns.Msg)
+		m.SetQuestion("www.example.com.", dns.TypeA)
+		m.Response, m.Compress = true, true
+		for _, s := range rrs {
+			rr, err := dns.NewRR(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rr.Header().Rrtype == dns.TypeSOA {
+				m.Ns = append(m.Ns, rr)
+			} else {
+				m.Answer = append(m.Answer, rr)
+			}
+		}
+		if edns {
+			m.SetEdns0(1232, false) // its "TTL" is flags: 0 here, and left out
+		}
+		b, err := m.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	tests := []struct {
+		name string
+		msg  []byte
+		ttl  uint32
+		ok   bool
+	}{
+		{"one answer", msg(true, "www.example.com. 300 IN A 192.0.2.1"), 300, true},
+		{"the lowest of a CNAME chain", msg(false, "www.example.com. 3600 IN CNAME e.example.net.", "e.example.net. 20 IN A 192.0.2.1"), 20, true},
+		{"negative answer: the SOA's", msg(true, "example.com. 900 IN SOA ns.example.com. h.example.com. 1 7200 3600 1209600 60"), 900, true},
+		{"a TTL of zero", msg(true, "www.example.com. 0 IN A 192.0.2.1"), 0, true},
+		{"no records but the OPT", msg(true), 0, false},
+		{"no records", msg(false), 0, false},
+		{"cut short", msg(true, "www.example.com. 300 IN A 192.0.2.1")[:30], 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ttl, ok := MinTTL(tt.msg)
+			if ttl != tt.ttl || ok != tt.ok {
+				t.Errorf("MinTTL = %d, %v; want %d, %v", ttl, ok, tt.ttl, tt.ok)
+			}
+		})
+	}
+}
+
+// FuzzMinTTL: where MinTTL reads a message, its TTL is the one miekg/dns
+// reads.
+func FuzzMinTTL(f *testing.F) {
+	f.Add([]byte{0, 0, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, 2, 1})
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		ttl, ok := MinTTL(msg)
+		var m dns.Msg
+		if !ok || m.Unpack(msg) != nil {
+			return
+		}
+		want, found := uint32(0), false
+		for _, sec := range [][]dns.RR{m.Answer, m.Ns, m.Extra} {
+			for _, rr := range sec {
+				if rr.Header().Rrtype == dns.TypeOPT {
+					continue
+				}
+				if h := rr.Header().Ttl; !found || h < want {
+					want, found = h, true
+				}
+			}
+		}
+		if !found || ttl != want {
+			t.Fatalf("MinTTL = %d, miekg/dns reads %d (found %v): %x", ttl, want, found, msg)
+		}
+	})
+}

@@ -36,38 +36,14 @@ func AppendPadding(msg []byte, block int) []byte {
 // is the last record of msg, owned by the root and without a padding
 // option.
 func lastOPT(msg []byte) (int, bool) {
-	if len(msg) < 12 {
-		return 0, false
-	}
-	qd := int(binary.BigEndian.Uint16(msg[4:]))
-	rrs := int(binary.BigEndian.Uint16(msg[6:])) + int(binary.BigEndian.Uint16(msg[8:])) + int(binary.BigEndian.Uint16(msg[10:]))
-	if rrs == 0 {
-		return 0, false
-	}
-	off := 12
-	for range qd {
-		if off = skipName(msg, off); off < 0 || off+4 > len(msg) {
-			return 0, false
-		}
-		off += 4
-	}
 	last := 0
-	for range rrs {
-		owner := off
-		if off = skipName(msg, off); off < 0 || off+10 > len(msg) {
-			return 0, false
+	ok := eachRecord(msg, func(owner, at int) {
+		last = 0
+		if at == owner+1 && binary.BigEndian.Uint16(msg[at:]) == dns.TypeOPT {
+			last = at
 		}
-		if off == owner+1 && binary.BigEndian.Uint16(msg[off:]) == dns.TypeOPT {
-			last = off
-		} else {
-			last = 0
-		}
-		off += 10 + int(binary.BigEndian.Uint16(msg[off+8:]))
-		if off > len(msg) {
-			return 0, false
-		}
-	}
-	if last == 0 || off != len(msg) {
+	})
+	if !ok || last == 0 {
 		return 0, false
 	}
 	for o := last + 10; o+4 <= len(msg); o += 4 + int(binary.BigEndian.Uint16(msg[o+2:])) {
@@ -76,6 +52,55 @@ func lastOPT(msg []byte) (int, bool) {
 		}
 	}
 	return last, true
+}
+
+// MinTTL returns the lowest TTL of the records of msg, a whole message,
+// but its OPT record's (which is no TTL): how long the reply may be kept,
+// as DoH's Cache-Control says (RFC 8484, 5.1). It is false for a message
+// without such records or that does not parse.
+func MinTTL(msg []byte) (uint32, bool) {
+	var ttl uint32
+	found := false
+	ok := eachRecord(msg, func(owner, at int) {
+		if binary.BigEndian.Uint16(msg[at:]) == dns.TypeOPT {
+			return
+		}
+		if t := binary.BigEndian.Uint32(msg[at+4:]); !found || t < ttl {
+			ttl, found = t, true
+		}
+	})
+	return ttl, ok && found
+}
+
+// eachRecord calls fn with the offsets of the owner name and the TYPE
+// field of each record of msg (answer, authority and additional), in
+// order, and reports whether msg parsed to its end. fn may read the
+// record's 10 bytes of fixed fields.
+func eachRecord(msg []byte, fn func(owner, at int)) bool {
+	if len(msg) < 12 {
+		return false
+	}
+	qd := int(binary.BigEndian.Uint16(msg[4:]))
+	rrs := int(binary.BigEndian.Uint16(msg[6:])) + int(binary.BigEndian.Uint16(msg[8:])) + int(binary.BigEndian.Uint16(msg[10:]))
+	off := 12
+	for range qd {
+		if off = skipName(msg, off); off < 0 || off+4 > len(msg) {
+			return false
+		}
+		off += 4
+	}
+	for range rrs {
+		owner := off
+		if off = skipName(msg, off); off < 0 || off+10 > len(msg) {
+			return false
+		}
+		fn(owner, off)
+		off += 10 + int(binary.BigEndian.Uint16(msg[off+8:]))
+		if off > len(msg) {
+			return false
+		}
+	}
+	return off == len(msg)
 }
 
 // skipName returns the offset just past the name at off in msg, or -1
