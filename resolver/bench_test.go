@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
 
@@ -241,6 +242,7 @@ func BenchmarkEncrypted(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
+			c.SetDeadline(time.Time{}) // dialDoT's is for its handshake
 			if _, err := exchange(c, q); err != nil { // stores the answer
 				b.Fatal(err)
 			}
