@@ -2,7 +2,9 @@ package blocklists
 
 import (
 	"bytes"
+	"compress/gzip"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 
@@ -31,7 +33,7 @@ func fuzzList(f *testing.F, format Format) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		lines := bytes.Count(data, []byte("\n")) + 1
+		lines := bytes.Count(gunzipped(data), []byte("\n")) + 1
 		added := 0
 		st, err := ParseList(bytes.NewReader(data), format, "fuzz.txt", func(e Entry) {
 			added++
@@ -59,6 +61,20 @@ func fuzzList(f *testing.F, format Format) {
 			}
 		}
 	})
+}
+
+// gunzipped returns what a list that starts with the gzip magic number
+// decompresses to (as far as it does), else data itself.
+func gunzipped(data []byte) []byte {
+	if !bytes.HasPrefix(data, []byte{0x1f, 0x8b}) {
+		return data
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		return nil
+	}
+	out, _ := io.ReadAll(zr)
+	return out
 }
 
 // checkEntry fails when e is not in canonical form for its kind.
