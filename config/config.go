@@ -48,6 +48,10 @@ type Server struct {
 	// MaxTCPConnectionsPerClient bounds the TCP connections of one client
 	// address (IPv6: one /64).
 	MaxTCPConnectionsPerClient int
+	// MaxTCPQueriesPerConnection is how many queries one TCP connection
+	// may send before it is closed gracefully (after the replies to those
+	// already read); 0 is no bound.
+	MaxTCPQueriesPerConnection int
 	// Identity is the text of the CHAOS TXT answers to id.server and
 	// hostname.bind (RFC 4892): the host name unless the key is set; ""
 	// answers them REFUSED.

@@ -22,6 +22,9 @@ func TestDefault(t *testing.T) {
 	if len(cfg.Server.AllowClients) != 8 {
 		t.Errorf("allow_clients = %v", cfg.Server.AllowClients)
 	}
+	if cfg.Server.MaxTCPQueriesPerConnection != 0 {
+		t.Errorf("max_tcp_queries_per_connection = %d, want 0 (no bound)", cfg.Server.MaxTCPQueriesPerConnection)
+	}
 	if cfg.Upstream.Timeout != 2*time.Second || cfg.Upstream.Strategy != "failover" {
 		t.Errorf("upstream = %+v", cfg.Upstream)
 	}
@@ -154,6 +157,8 @@ func TestParseErrors(t *testing.T) {
 		{"bad duration", "[upstream]\ntimeout = \"2 seconds\"\n",
 			[]string{`f.toml:2: upstream.timeout: "2 seconds": not a duration`}},
 		{"zero timeout", "[upstream]\ntimeout = \"0s\"\n", []string{`upstream.timeout: "0s": must be more than zero`}},
+		{"negative TCP query bound", "[server]\nmax_tcp_queries_per_connection = -1\n",
+			[]string{`f.toml:2: server.max_tcp_queries_per_connection: -1: must be 0 (no bound) or more`}},
 		{"no upstream", "[upstream]\nservers = []\n", []string{`f.toml:2: upstream.servers: no upstream servers`}},
 		{"bad upstream", "[upstream]\nservers = [\"dns.example:53\", \"ftp://x\"]\n",
 			[]string{`upstream.servers[0]: "dns.example:53": a plain upstream needs an IP address`, `upstream.servers[1]: "ftp://x": unknown scheme`}},

@@ -91,6 +91,7 @@ type rawConfig struct {
 			ProxyProtocol []string `toml:"proxy_protocol"`
 		} `toml:"tls"`
 		MaxTCPPerClient int     `toml:"max_tcp_connections_per_client"`
+		MaxTCPQueries   int     `toml:"max_tcp_queries_per_connection"`
 		Identity        *string `toml:"identity"` // nil: the host name
 		Version         string  `toml:"version"`
 	} `toml:"server"`

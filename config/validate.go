@@ -91,6 +91,10 @@ func (v *validator) server(raw *rawConfig, s *Server) {
 		v.errorf("server.max_tcp_connections_per_client", "%d: must be at least 1", r.MaxTCPPerClient)
 	}
 	s.MaxTCPConnectionsPerClient = r.MaxTCPPerClient
+	if r.MaxTCPQueries < 0 {
+		v.errorf("server.max_tcp_queries_per_connection", "%d: must be 0 (no bound) or more", r.MaxTCPQueries)
+	}
+	s.MaxTCPQueriesPerConnection = r.MaxTCPQueries
 	s.Identity = hostname()
 	if r.Identity != nil {
 		s.Identity = *r.Identity

@@ -242,7 +242,7 @@ func BenchmarkEncrypted(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			c.SetDeadline(time.Time{}) // dialDoT's is for its handshake
+			c.SetDeadline(time.Time{})                // dialDoT's is for its handshake
 			if _, err := exchange(c, q); err != nil { // stores the answer
 				b.Fatal(err)
 			}

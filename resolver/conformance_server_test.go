@@ -538,7 +538,7 @@ func TestTCPPipelined(t *testing.T) {
 // answers what it read, sends FIN, and reads and discards the queries
 // still coming: the client reads every reply and then EOF, never a reset.
 func TestTCPClosedGracefully(t *testing.T) {
-	e := startLimited(t, "", func(s *Server) { s.maxTCPQueries = 4 })
+	e := startLimited(t, "max_tcp_queries_per_connection = 4", nil)
 	c := dial(t, "tcp", "", e.addr)
 	defer c.Close()
 	names := []string{"www.example.test.", "txt.example.test.", "www.example.test.", "missing.example.test."}

@@ -32,11 +32,6 @@ const (
 	// counted: the client retries, and memory stays bounded when the
 	// upstream is slow and queries pile up.
 	maxUDPInFlight = 10000
-	// maxTCPQueries is how many queries one TCP connection may send (and
-	// those already in its read buffer then); the connection is closed
-	// gracefully after the replies, and the client opens a new one.
-	// miekg/dns's server has the same default.
-	maxTCPQueries = 128
 	// maxTCPInFlight bounds the queries of one TCP connection being
 	// answered at once (RFC 7766, 6.2.1.1: pipelined queries are answered
 	// concurrently); the connection is not read while they are.
@@ -77,7 +72,6 @@ type Server struct {
 
 	// Limits, the constants above; tests lower them.
 	udpPlaces      places // UDP queries being answered
-	maxTCPQueries  int
 	maxTCPInFlight int
 
 	udp []udpSocket
@@ -125,7 +119,6 @@ func NewServer(h *Handler, log *slog.Logger) *Server {
 		log:            log,
 		limiter:        ratelimit.New(rateLimitEntries),
 		now:            time.Now,
-		maxTCPQueries:  maxTCPQueries,
 		maxTCPInFlight: maxTCPInFlight,
 		conns:          map[net.Conn]*tcpConn{},
 		perClient:      map[netip.Prefix]int{},

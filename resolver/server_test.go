@@ -168,7 +168,7 @@ func TestTCPSlowClients(t *testing.T) {
 }
 
 func TestTCPQueriesPerConnection(t *testing.T) {
-	e := startLimited(t, "", func(s *Server) { s.maxTCPQueries = 3 })
+	e := startLimited(t, "max_tcp_queries_per_connection = 3", nil)
 	c := dial(t, "tcp", "", e.addr)
 	defer c.Close()
 	for i := 0; i < 3; i++ {
@@ -178,6 +178,16 @@ func TestTCPQueriesPerConnection(t *testing.T) {
 	}
 	if !isClosed(c, 2*time.Second) {
 		t.Error("connection open after its 3 queries")
+	}
+	// By default a connection is not bounded in queries, as in Unbound
+	// and CoreDNS: a client may keep using it.
+	e = startLimited(t, "", nil)
+	c = dial(t, "tcp", "", e.addr)
+	defer c.Close()
+	for i := 0; i < 300; i++ {
+		if query(t, c, "www.example.test.", 2*time.Second) == nil {
+			t.Fatalf("query %d of an unbounded connection not answered", i+1)
+		}
 	}
 }
 

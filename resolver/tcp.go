@@ -213,7 +213,7 @@ const tcpReadBuffer = 8192
 // closes it, is silent for server.tcp_idle_timeout (also in the middle of
 // a message: a client that sends half a query and stalls is cut off),
 // does not take a reply within that time, sends a packet that is dropped
-// or announces one larger than maxQuerySize, or has sent maxTCPQueries
+// or announces one larger than maxQuerySize, or has sent server.max_tcp_queries_per_connection
 // queries.
 //
 // Queries are answered concurrently, each reply sent when it is ready, in
@@ -221,7 +221,7 @@ const tcpReadBuffer = 8192
 // queries behind it. Up to maxTCPInFlight of a connection are answered at
 // once; then the connection is not read until one is done. The
 // connection is idle, and tcp_idle_timeout counts, only while none is
-// being answered. Past maxTCPQueries, the queries already in the read
+// being answered. Past that bound, the queries already in the read
 // buffer are answered too; then the connection is closed gracefully:
 // every reply sent, FIN, and what the client still sends read and
 // discarded until it closes, so that no reset destroys replies it has not
@@ -258,7 +258,7 @@ func (s *Server) serveTCPConn(tc *tcpConn, client netip.Addr) {
 	var out []byte
 	var scratch fastScratch
 	for q := 0; ; q++ {
-		if q >= s.maxTCPQueries && !bufferedMessage(r) {
+		if max := s.settings().MaxTCPQueriesPerConnection; max > 0 && q >= max && !bufferedMessage(r) {
 			graceful = true
 			return
 		}
@@ -368,7 +368,7 @@ func bufferedMessage(r *bufio.Reader) bool {
 }
 
 // closeGracefully ends a connection whose replies are all sent: FIN, then
-// what the client still sends (queries past maxTCPQueries) is read and
+// what the client still sends (queries past server.max_tcp_queries_per_connection) is read and
 // discarded until it closes its side, for up to tcp_idle_timeout. Closing
 // with unread data would send a reset, and a reset makes the client's
 // system discard the replies it has not read yet.
