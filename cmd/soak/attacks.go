@@ -25,6 +25,7 @@ import (
 // answers and the ban must hold.
 var attacks = []attack{
 	{"tcp-hog", "TCP hog: one address holds idle TCP connections beyond max_tcp_connections", tcpHog},
+	{"tcp-hog-spread", "spread TCP hog: ten addresses, each under max_tcp_connections_per_client, hold idle TCP connections beyond max_tcp_connections", tcpHogSpread},
 	{"slow-zone", "slow-zone flood: random names of a zone whose two servers take 3 s", slowZoneFlood},
 	{"spoof", "spoofed-source flood: responses and malformed queries from the clients' own addresses", spoofFlood},
 }
@@ -165,7 +166,7 @@ func chooseAttacks(list string) ([]attack, error) {
 	for _, name := range strings.Split(list, ",") {
 		i := slices.IndexFunc(attacks, func(a attack) bool { return a.name == strings.TrimSpace(name) })
 		if i < 0 {
-			return nil, fmt.Errorf("-attacks: no attack %q (tcp-hog, slow-zone, spoof, all, none)", name)
+			return nil, fmt.Errorf("-attacks: no attack %q (tcp-hog, tcp-hog-spread, slow-zone, spoof, all, none)", name)
 		}
 		chosen = append(chosen, attacks[i])
 	}
@@ -351,9 +352,24 @@ func round(d time.Duration) time.Duration {
 // tcpHog opens TCP connections from one address (clientHog), up to
 // o.hogConns at once (more than max_tcp_connections), sends nothing on
 // them and holds each until the server closes it, then opens another; at
-// most 200 connection attempts a second.
-func tcpHog(ctx context.Context, e *attackEnv) {
+// most 200 connection attempts a second. The per-client bound stops it.
+func tcpHog(ctx context.Context, e *attackEnv) { hogFrom(ctx, e, []string{clientHog}) }
+
+// tcpHogSpread is tcpHog from ten addresses (clientHogSpread) in turn,
+// each under max_tcp_connections_per_client: only the closing of the
+// connection idle the longest keeps room for the ordinary clients.
+func tcpHogSpread(ctx context.Context, e *attackEnv) {
+	var from []string
+	for i := range 10 {
+		from = append(from, clientHogSpread(i))
+	}
+	hogFrom(ctx, e, from)
+}
+
+// hogFrom is the TCP hog from the addresses from, in turn.
+func hogFrom(ctx context.Context, e *attackEnv, from []string) {
 	held := make(chan struct{}, e.o.hogConns)
+	next := 0
 	var open, most atomic.Int64
 	var wg sync.WaitGroup
 	pace(ctx, 200, func() {
@@ -362,7 +378,8 @@ func tcpHog(ctx context.Context, e *attackEnv) {
 		default:
 			return
 		}
-		c, err := dialFrom("tcp", clientHog, e.server)
+		c, err := dialFrom("tcp", from[next%len(from)], e.server)
+		next++
 		if err != nil {
 			<-held
 			e.t.note("hog: connections not made", 1)

@@ -33,6 +33,10 @@ const (
 	maxTCPConnections = 100
 )
 
+// clientHogSpread returns the address of the i-th of the spread TCP hog's
+// addresses (attack).
+func clientHogSpread(i int) string { return fmt.Sprintf("127.0.0.%d", 40+i) }
+
 // clientSlowFlood returns the address of the i-th sender of the slow-zone
 // flood (attack).
 func clientSlowFlood(i int) string { return fmt.Sprintf("127.0.0.%d", 30+i) }

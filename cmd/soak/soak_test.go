@@ -302,7 +302,7 @@ func TestChooseAttacks(t *testing.T) {
 		want []string
 		err  bool
 	}{
-		{"all", []string{"tcp-hog", "slow-zone", "spoof"}, false},
+		{"all", []string{"tcp-hog", "tcp-hog-spread", "slow-zone", "spoof"}, false},
 		{"none", nil, false},
 		{"", nil, false},
 		{"spoof, tcp-hog", []string{"spoof", "tcp-hog"}, false},
