@@ -18,10 +18,12 @@ func TestParsePerf(t *testing.T) {
 		sent, answered, lost, reco int64
 		qps, avgUS                 float64
 		rcodes                     map[string]int64
+		p50, p99                   float64 // from -v
 	}{
-		{"dnsperf.out", 48927, 48927, 0, 0, 48805.571738, 1671, map[string]int64{"NXDOMAIN": 48927}},
-		{"dnsperf-tcp.out", 14400, 14400, 0, 44, 7131.932833, 12130, map[string]int64{"NOERROR": 14400}},
-		{"dnsperf-doh.out", 39753, 39753, 0, 0, 18969.782344, 3269, map[string]int64{"NOERROR": 39753}},
+		{"dnsperf.out", 48927, 48927, 0, 0, 48805.571738, 1671, map[string]int64{"NXDOMAIN": 48927}, 0, 0},
+		{"dnsperf-tcp.out", 14400, 14400, 0, 44, 7131.932833, 12130, map[string]int64{"NOERROR": 14400}, 0, 0},
+		{"dnsperf-doh.out", 39753, 39753, 0, 0, 18969.782344, 3269, map[string]int64{"NOERROR": 39753}, 0, 0},
+		{"dnsperf-v.out", 200, 200, 0, 0, 999.345429, 112, map[string]int64{"NOERROR": 200}, 72, 1295},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			out, err := os.ReadFile(filepath.Join("testdata", tc.file))
@@ -38,6 +40,9 @@ func TestParsePerf(t *testing.T) {
 			if tc.avgUS != 0 && (r.avgUS < tc.avgUS-0.01 || r.avgUS > tc.avgUS+0.01) {
 				t.Errorf("average latency %v µs, want %v", r.avgUS, tc.avgUS)
 			}
+			if r.p50US != tc.p50 || r.p99US != tc.p99 {
+				t.Errorf("p50/p99 %v/%v µs, want %v/%v", r.p50US, r.p99US, tc.p50, tc.p99)
+			}
 			if len(r.rcodes) != len(tc.rcodes) {
 				t.Errorf("rcodes %v, want %v", r.rcodes, tc.rcodes)
 			}
@@ -50,6 +55,20 @@ func TestParsePerf(t *testing.T) {
 	}
 	if _, err := parsePerf([]byte("Error: input file contains no data\n")); err == nil {
 		t.Error("output without statistics parsed")
+	}
+}
+
+// TestPercentile: the smallest value with at least p of the values at or
+// below it.
+func TestPercentile(t *testing.T) {
+	v := []float64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
+	for p, want := range map[float64]float64{0.5: 5, 0.99: 10, 0.1: 1, 0: 1, 1: 10} {
+		if got := percentile(v, p); got != want {
+			t.Errorf("percentile(%v) = %v, want %v", p, got, want)
+		}
+	}
+	if got := percentile([]float64{7}, 0.99); got != 7 {
+		t.Errorf("one value: %v", got)
 	}
 }
 

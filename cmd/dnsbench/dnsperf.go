@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"net"
 	"os/exec"
 	"slices"
@@ -22,6 +23,7 @@ type genRun struct {
 	rate    int    // offered queries per second; 0 is a closed loop
 	d       time.Duration
 	once    bool   // dnsperf: stop after one pass through file (-n 1)
+	verbose bool   // dnsperf: a line per query (-v), for the percentiles
 	cpus    string // taskset -c
 	clients int    // sockets or connections
 }
@@ -56,6 +58,9 @@ func (o options) dnsperf(ctx context.Context, r genRun) (loadResult, error) {
 	if r.once {
 		args = append(args, "-n", "1")
 	}
+	if r.verbose {
+		args = append(args, "-v")
+	}
 	out, err := exec.CommandContext(ctx, "taskset", args...).CombinedOutput()
 	if err != nil {
 		return loadResult{}, fmt.Errorf("dnsperf %s: %v\n%s", strings.Join(args[2:], " "), err, tail(out, 10))
@@ -80,13 +85,25 @@ func seconds(d time.Duration) string {
 //
 //	Average Latency (s):  0.001671 (min 0.000020, max 0.006959)
 //
-// and over TCP, DoT and DoH "Reconnections: N" and the connections'
+// with -v a line per answer ("> NOERROR name A 0.000161", its latency in
+// seconds) from which the p50 and p99 are taken, and over TCP, DoT and DoH "Reconnections: N" and the connections'
 // average latency after the queries'.
 func parsePerf(out []byte) (loadResult, error) {
 	r := loadResult{rcodes: map[string]int64{}}
 	var haveQPS, haveCompleted bool
+	var latencies []float64
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
+		if line := sc.Text(); strings.HasPrefix(line, "> ") {
+			// -v: "> NOERROR n000.bench.test A 0.000161"
+			f := strings.Fields(line)
+			s, err := strconv.ParseFloat(f[len(f)-1], 64)
+			if err != nil || len(f) < 3 {
+				return r, fmt.Errorf("dnsperf output %q: no latency", line)
+			}
+			latencies = append(latencies, s*1e6)
+			continue
+		}
 		key, value, ok := strings.Cut(sc.Text(), ":")
 		if !ok {
 			continue
@@ -137,7 +154,18 @@ func parsePerf(out []byte) (loadResult, error) {
 	if !haveQPS || !haveCompleted || r.sent == 0 {
 		return r, fmt.Errorf("no statistics in dnsperf's output:\n%s", tail(out, 10))
 	}
+	if len(latencies) > 0 {
+		slices.Sort(latencies)
+		r.p50US, r.p99US = percentile(latencies, 0.5), percentile(latencies, 0.99)
+	}
 	return r, nil
+}
+
+// percentile returns the p-th quantile of sorted values: the smallest
+// value with at least p of the values at or below it.
+func percentile(sorted []float64, p float64) float64 {
+	i := int(math.Ceil(p*float64(len(sorted)))) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
 }
 
 // check reports an error when an answer had an rcode not in want.

@@ -370,8 +370,12 @@ func (b *bencher) measure(ctx context.Context, t test, s server, p *process) (me
 			return measure{}, fmt.Errorf("no saturation rate of Unbound to take %.0f%% of", t.frac*100)
 		}
 		r.rate = int(sat * t.frac)
-		if b.o.floodBin != "" {
+		// flood's open loop busy-polls its core, which the upstream
+		// shares: where queries are forwarded, dnsperf -v, which sleeps.
+		if b.o.floodBin != "" && !t.w.expectsMiss() {
 			gen = "flood"
+		} else {
+			gen, r.verbose = "dnsperf -v", true
 		}
 	}
 	if r.file, err = b.queryFile(t, r.rate); err != nil {

@@ -195,7 +195,13 @@ func (r *results) report(out io.Writer, tests []test, servers []string, header s
 		fmt.Fprintf(out, "| workload @ rate | generator |%s\n", names(main, ""))
 		fmt.Fprintf(out, "|---|---|%s\n", seps(len(main)))
 		for _, t := range ts {
-			rate, _ := r.median(t.id(), "appfence", func(m measure) float64 { return float64(m.rate) })
+			var rate float64
+			for _, s := range main {
+				if v, ok := r.median(t.id(), s, func(m measure) float64 { return float64(m.rate) }); ok {
+					rate = v
+					break
+				}
+			}
 			fmt.Fprintf(out, "| %s @ %.0f%% (%s qps) | %s |", t.w.title, t.frac*100, thousands(rate), r.generator(t, main))
 			for _, s := range main {
 				fmt.Fprintf(out, " %s |", r.latencyCell(t.id(), s))

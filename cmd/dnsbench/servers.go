@@ -134,7 +134,10 @@ const cacheEntries = 300000
 
 // appfenceConfig serves on the server's addresses with the built-in
 // catalog (TikTok blocked by default), an exempt group for exemptClient,
-// forwarding to the upstream, the cache large enough for the memory step.
+// forwarding to the upstream, the cache large enough for the memory step,
+// no bound on the upstream queries in flight per client or zone (every
+// name of the miss workload is in one zone, from one client; Unbound and
+// CoreDNS have no such bound either).
 // Metrics on a free port are kept (they are part of every query's work);
 // watching files and the query log are off.
 func appfenceConfig(s server, st setup) string {
@@ -151,6 +154,8 @@ doh_listen = [%q]
 
 [upstream]
 servers = [%q]
+max_in_flight_per_client = 0
+max_in_flight_per_zone = 0
 
 [cache]
 size = %d
