@@ -40,6 +40,9 @@ type loadResult struct {
 
 // dnsperf runs dnsperf for r.
 func (o options) dnsperf(ctx context.Context, r genRun) (loadResult, error) {
+	if o.perfModes != nil && !slices.Contains(o.perfModes, r.mode) {
+		return loadResult{}, fmt.Errorf("this dnsperf has no -m %s (dnsperf -h)", r.mode)
+	}
 	host, port, _ := net.SplitHostPort(r.addr)
 	args := []string{"-c", r.cpus, o.dnsperfBin, "-s", host, "-p", port, "-d", r.file,
 		"-c", strconv.Itoa(r.clients), "-l", seconds(r.d)}
@@ -66,6 +69,23 @@ func (o options) dnsperf(ctx context.Context, r genRun) (loadResult, error) {
 		return loadResult{}, fmt.Errorf("dnsperf %s: %v\n%s", strings.Join(args[2:], " "), err, tail(out, 10))
 	}
 	return parsePerf(out)
+}
+
+// perfModes returns the transports this dnsperf has (-m), from its -h.
+func perfModes(bin string) []string {
+	out, _ := exec.Command(bin, "-h").CombinedOutput()
+	modes := []string{"udp"}
+	for _, line := range strings.Split(string(out), "\n") {
+		if _, list, ok := strings.Cut(line, "set transport mode:"); ok {
+			list, _, _ = strings.Cut(list, "(")
+			for _, m := range strings.FieldsFunc(list, func(r rune) bool { return r == ',' || r == ' ' }) {
+				if m != "or" && m != "udp" {
+					modes = append(modes, m)
+				}
+			}
+		}
+	}
+	return modes
 }
 
 // seconds formats d for -l.

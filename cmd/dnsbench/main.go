@@ -63,7 +63,8 @@ func main() {
 type options struct {
 	appfence, unbound, coredns, dnsperfBin string
 	goBin, tools                           string
-	floodBin, trivialBin                   string // built from tools
+	floodBin, trivialBin                   string   // built from tools
+	perfModes                              []string // dnsperf's -m transports
 	workloads, markdown                    string
 	duration, warmup                       time.Duration
 	runs, clients, dnsperfMax, hsWorkers   int
@@ -152,6 +153,7 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	o.perfModes = perfModes(o.dnsperfBin)
 	dir, err := os.MkdirTemp("", "dnsbench")
 	if err != nil {
 		return err

@@ -332,7 +332,16 @@ func (r *results) latencyCell(t, s string) string {
 	if p50 == 0 && p99 == 0 {
 		return fmt.Sprintf("— / — (%.0f)", avg) + r.trouble(t, s)
 	}
-	return fmt.Sprintf("%.0f / %.0f (%.0f)", p50, p99, avg) + r.trouble(t, s)
+	return fmt.Sprintf("%s / %s (%.0f)", overflow(p50), overflow(p99), avg) + r.trouble(t, s)
+}
+
+// overflow formats a latency in µs; flood's histogram ends at 200 ms, and
+// its last bucket holds everything slower.
+func overflow(us float64) string {
+	if us >= floodHistogramEnd {
+		return fmt.Sprintf("≥%.0f", floodHistogramEnd)
+	}
+	return fmt.Sprintf("%.0f", us)
 }
 
 // ratio is the median of f of a over b's, "—" when either is missing.
@@ -344,6 +353,9 @@ func (r *results) ratio(t, a, b string, f func(measure) float64) string {
 	}
 	return fmt.Sprintf("**%.2f**", x/y)
 }
+
+// floodHistogramEnd is the last bucket of flood's latency histogram, µs.
+const floodHistogramEnd = 200000.0
 
 func perName(m memory) float64 { return float64(m.after-m.before) / float64(m.names) }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -29,11 +30,17 @@ type server struct {
 	argv    []string // command line, its configuration written already
 	env     []string // added to the environment
 	udpOnly bool     // the trivial responder
+	// without says why a transport is not served ("doh": "built
+	// without nghttp2").
+	without map[string]string
 }
 
 // addrFor returns the address the server serves mode on, or why it does
 // not.
 func (s server) addrFor(mode string) (string, error) {
+	if why, ok := s.without[mode]; ok {
+		return "", errors.New(why)
+	}
 	switch {
 	case mode == "udp":
 		return s.addr, nil
@@ -78,7 +85,7 @@ func (o options) servers(st setup) (out []server, skipped []string) {
 		}
 		s := server{name: name, argv: []string{path}}
 		if len(versionArgs) > 0 {
-			s.version = versionOf(path, versionArgs...)
+			s.version = firstLine(versionOf(path, versionArgs...))
 		}
 		for _, a := range []*string{&s.addr, &s.dot, &s.doh} {
 			if *a, err = synthetic.FreeAddr(); err != nil {
@@ -100,6 +107,9 @@ func (o options) servers(st setup) (out []server, skipped []string) {
 		return s.write(st.dir, "appfence"+suffix+".toml", appfenceConfig(*s, st), "serve", "-config")
 	}, "version")
 	add("unbound", o.unbound, func(s *server) error {
+		if !strings.Contains(versionOf(s.argv[0], "-V"), "nghttp2") {
+			s.without = map[string]string{"doh": "Unbound built without nghttp2 (unbound -V): no https-port"}
+		}
 		return s.write(st.dir, "unbound"+suffix+".conf", unboundConfig(*s, st), "-d", "-c")
 	}, "-V")
 	add("coredns", o.coredns, func(s *server) error {
@@ -262,10 +272,15 @@ func corednsConfig(s server, st setup) string {
 	return b.String()
 }
 
-// versionOf returns the first line a binary prints of its version.
+// versionOf returns what a binary prints of its version.
 func versionOf(bin string, args ...string) string {
 	out, _ := exec.Command(bin, args...).CombinedOutput()
-	for _, line := range strings.Split(string(out), "\n") {
+	return string(out)
+}
+
+// firstLine returns the first line of a version.
+func firstLine(version string) string {
+	for _, line := range strings.Split(version, "\n") {
 		if line = strings.TrimSpace(line); line != "" {
 			return line
 		}
