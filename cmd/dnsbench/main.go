@@ -443,6 +443,11 @@ func (b *bencher) queryFile(t test, rate int) (string, error) {
 // listener, interleaved, -runs times.
 func (b *bencher) handshakes(ctx context.Context, servers []server, procs map[string]*process) test {
 	t := test{w: workload{name: stepHandshakes, title: "TLS handshakes"}, kind: kindHandshake}
+	for _, s := range servers { // warm-up, not counted
+		if !s.udpOnly {
+			handshakes(ctx, s.dot, b.certs.roots, b.o.hsWorkers, time.Second)
+		}
+	}
 	for run := 1; run <= b.o.runs; run++ {
 		for _, s := range servers {
 			if s.udpOnly {

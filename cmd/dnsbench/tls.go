@@ -105,15 +105,18 @@ func handshakes(ctx context.Context, addr string, roots *x509.CertPool, workers 
 	var res handshakeResult
 	var done, failed atomic.Int64
 	var once sync.Once
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
 	start := time.Now()
+	end := start.Add(d)
+	ctx, cancel := context.WithDeadline(ctx, end)
+	defer cancel()
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
-			for ctx.Err() == nil {
+			// The clock, not ctx.Err(), ends the run: a dial after the
+			// deadline fails at once, before ctx's timer has fired.
+			for time.Now().Before(end) && ctx.Err() == nil {
 				if err := exchangeTLS(ctx, addr, cfg, frame); err != nil {
-					if ctx.Err() != nil {
+					if !time.Now().Before(end) || ctx.Err() != nil {
 						return
 					}
 					failed.Add(1)
