@@ -286,10 +286,10 @@ func TestReport(t *testing.T) {
 	sat := test{w: hot, kind: kindSaturation}
 	lat := test{w: hot, kind: kindLatency, frac: 0.5}
 	for _, c := range []float64{8, 7, 9} {
-		r.add(rate.id(), "appfence", measure{cpuUS: c, gen: "dnsperf", load: loadResult{sent: 120000, lost: 0}})
+		r.add(rate.id(), "appfence", measure{cpuUS: c, gen: "dnsperf", load: loadResult{sent: 120000, lost: 0, qps: 60000}})
 	}
-	r.add(rate.id(), "unbound", measure{cpuUS: 6, gen: "dnsperf", load: loadResult{sent: 120000, lost: 1000, reconnects: 3}})
-	r.add(rate.id(), "unbound", measure{cpuUS: 4, gen: "dnsperf", load: loadResult{sent: 120000, lost: 1000, reconnects: 3}})
+	r.add(rate.id(), "unbound", measure{cpuUS: 6, gen: "dnsperf", load: loadResult{sent: 120000, lost: 1000, reconnects: 3, qps: 50000}})
+	r.add(rate.id(), "unbound", measure{cpuUS: 4, gen: "dnsperf", load: loadResult{sent: 120000, lost: 1000, reconnects: 3, qps: 54000}})
 	r.fail(rate.id(), "coredns", os.ErrNotExist)
 	for _, s := range []struct {
 		name     string

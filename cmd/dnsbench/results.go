@@ -154,7 +154,7 @@ func (r *results) report(out io.Writer, tests []test, servers []string, header s
 		for _, t := range ts {
 			fmt.Fprintf(out, "| %s @ %s | %s |", t.w.title, thousands(float64(t.rate)), r.generator(t, main))
 			for _, s := range main {
-				fmt.Fprintf(out, " %s |", r.cpuCell(t.id(), s))
+				fmt.Fprintf(out, " %s |", r.cpuCell(t.id(), s, t.rate))
 			}
 			for _, s := range others {
 				fmt.Fprintf(out, " %s |", r.ratio(t.id(), s, "appfence", cpuOf))
@@ -284,13 +284,19 @@ func (r *results) generator(t test, servers []string) string {
 }
 
 // cpuCell is the median CPU per query, with the losses and reconnections
-// when there were any.
-func (r *results) cpuCell(t, s string) string {
+// when there were any, and the rate answered when it was below 95% of the
+// rate offered (dnsperf keeps at most 100 queries outstanding: a slow
+// server gets fewer).
+func (r *results) cpuCell(t, s string, rate int) string {
 	c, ok := r.median(t, s, cpuOf)
 	if !ok {
 		return "—"
 	}
-	return fmt.Sprintf("%.2f", c) + r.trouble(t, s)
+	cell := fmt.Sprintf("%.2f", c)
+	if q, _ := r.median(t, s, qpsOf); q < 0.95*float64(rate) {
+		cell += " (at " + thousands(q) + " qps)"
+	}
+	return cell + r.trouble(t, s)
 }
 
 // trouble says "(N lost, M reconnects)" for a cell's median run when more
