@@ -192,7 +192,9 @@ level = "warn"
 // NXDOMAIN for every client but exemptClient (tags: every loopback client
 // has "block", exemptClient "exempt", whose action makes the zones
 // transparent), DoT and DoH (tls-port, https-port) with the bench's
-// certificate, caches large enough for the memory step. Unbound answers
+// certificate, caches large enough for the memory step, and socket buffers
+// of 4 MB (so-rcvbuf, so-sndbuf) as NLnet Labs' tuning guide advises for
+// load, so that bursts of the open loop are not lost. Unbound answers
 // names under test. itself (RFC 6761) unless told not to.
 func unboundConfig(s server, st setup) string {
 	host, port, _ := net.SplitHostPort(s.addr)
@@ -218,6 +220,8 @@ func unboundConfig(s server, st setup) string {
   num-threads: %[7]d
   so-reuseport: %[8]s
   incoming-num-tcp: 1000
+  so-rcvbuf: 4m
+  so-sndbuf: 4m
   msg-cache-size: 256m
   rrset-cache-size: 512m
   do-daemonize: no
