@@ -22,7 +22,7 @@
 // (80/10/10 hot/blocked/miss), tcp (hot over TCP), both-hot and
 // both-blocked (both cores), dot-hot, dot-blocked, doh-hot, doh-blocked;
 // and the steps handshakes (new DoT connections per second) and memory
-// (RSS per cached name after memoryNames names). "both", "dot" and "doh"
+// (RSS per cached name after 200,000 new names). "both", "dot" and "doh"
 // name pairs, "all" everything. Each workload is measured at the fixed
 // offered rates of issue #18 (dnsperf -Q; flood -Q above -dnsperf-max) and
 // at saturation (flood's closed loop over UDP, dnsperf's over TCP, DoT and
