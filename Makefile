@@ -4,8 +4,9 @@
 #   make test    install missing test tools (dig, promtool, nft, systemd-analyze), lint, and run every test with -race
 #
 # Heavy runs, kept out of CI:
-#   make bench   every Go benchmark, then dnsperf against AppFence, Unbound and
-#                CoreDNS side by side (cmd/dnsbench; docs/performance.md)
+#   make bench   every Go benchmark, then AppFence, Unbound and CoreDNS side by
+#                side in CPU per query, qps, latency and memory (cmd/dnsbench;
+#                docs/performance.md); the tables also into BENCHMD
 #   make fuzz    every fuzz target for FUZZTIME (20s) each (scripts/fuzz.sh)
 #   make soak    AppFence under load and faults on loopback for SOAKTIME (3m), then
 #                the TCP hog, slow-zone and spoofed-source attacks beside ordinary
@@ -51,16 +52,20 @@ fmt:
 	gofmt -w $$(git ls-files '*.go')
 
 # Where the bench keeps CoreDNS, built once with go install (outside the
-# repository), and how long each dnsperf run lasts.
+# repository), how long each run lasts, how many runs, which workloads
+# (go run ./cmd/dnsbench -h lists them) and where the markdown tables go.
 BENCHTOOLS ?= $(HOME)/.cache/appfence-bench
 BENCHTIME  ?= 10s
 BENCHRUNS  ?= 3
+BENCHLOADS ?= all
+BENCHMD    ?= bin/dnsbench.md
 
 bench: build
 	@GO=$(GO) ./scripts/bench-deps.sh $(BENCHTOOLS) >/dev/null
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	$(GO) run ./cmd/dnsbench -appfence $(BIN) -unbound "$$(command -v unbound || echo /usr/sbin/unbound)" \
-		-coredns $(BENCHTOOLS)/coredns -duration $(BENCHTIME) -runs $(BENCHRUNS)
+		-coredns $(BENCHTOOLS)/coredns -duration $(BENCHTIME) -runs $(BENCHRUNS) \
+		-workloads $(BENCHLOADS) -markdown $(BENCHMD) -go $(GO) -tools ../shared/tools
 
 fuzz:
 	@GO=$(GO) ./scripts/fuzz.sh
