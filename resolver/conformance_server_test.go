@@ -450,10 +450,14 @@ func (u *heldUpstream) serve(w dns.ResponseWriter, req *dns.Msg) {
 }
 
 // startHeld starts the resolver in front of u, with an upstream timeout
-// long enough for a held answer, and adjust applied to the server.
-func startHeld(t *testing.T, u *heldUpstream, adjust func(*Server)) *env {
+// long enough for a held answer, the [server] lines server added and adjust
+// applied to the server.
+func startHeld(t *testing.T, u *heldUpstream, server string, adjust func(*Server)) *env {
 	t.Helper()
 	cfg := strings.Replace(fmt.Sprintf(testConfig, u.addr, ""), `timeout = "500ms"`, `timeout = "10s"`, 1)
+	if server != "" {
+		cfg = insertServer(cfg, server)
+	}
 	return startEnvServer(t, dnstest.NewUpstream(t), cfg, time.Now, adjust)
 }
 
@@ -497,12 +501,13 @@ func readReply(t *testing.T, c net.Conn, wait time.Duration) (*dns.Msg, error) {
 // first for a name whose upstream answer is held back: the 149 others are
 // answered first (RFC 7766, 6.2.1.1: concurrently, out of order), the
 // 129th and later too (they were read with the first 128, the
-// per-connection limit), then the held one, and then the server closes the
-// connection gracefully: EOF, not a reset.
+// per-connection limit of max_tcp_queries_per_connection = 128), then the
+// held one, and then the server closes the connection gracefully: EOF, not
+// a reset.
 func TestTCPPipelined(t *testing.T) {
 	const batch = 150
 	u := newHeldUpstream(t, "slow.example.test.", 0)
-	e := startHeld(t, u, nil)
+	e := startHeld(t, u, "max_tcp_queries_per_connection = 128", nil)
 	names := []string{"slow.example.test."}
 	for i := 1; i < batch; i++ {
 		names = append(names, fmt.Sprintf("n%d.example.test.", i))
@@ -561,7 +566,7 @@ func TestTCPClosedGracefully(t *testing.T) {
 func TestTCPInFlightBound(t *testing.T) {
 	const bound = 4
 	u := newHeldUpstream(t, "", 50*time.Millisecond)
-	e := startHeld(t, u, func(s *Server) { s.maxTCPInFlight = bound })
+	e := startHeld(t, u, "", func(s *Server) { s.maxTCPInFlight = bound })
 	var names []string
 	for i := 0; i < 40; i++ {
 		names = append(names, fmt.Sprintf("n%d.example.test.", i))
