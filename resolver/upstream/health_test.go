@@ -109,7 +109,7 @@ func TestCloseStopsProbersAndConnections(t *testing.T) {
 	// DoT and DoH connections.
 	for _, e := range r.def.endpoints {
 		for _, name := range []string{"www.example.test.", "a.example.test."} {
-			r.def.attempt(context.Background(), e, query(name))
+			r.def.attempt(context.Background(), e, query(name), time.Time{})
 		}
 	}
 	if !r.def.endpoints[0].isDown() || !r.def.endpoints[0].probing.Load() {

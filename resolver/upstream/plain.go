@@ -56,8 +56,20 @@ var errTooLarge = errors.New("UDP answer larger than the advertised payload size
 // Exchange asks over UDP, and again over TCP when the answer is truncated
 // or too large.
 func (p *plain) Exchange(ctx context.Context, req *dns.Msg) (*dns.Msg, error) {
-	resp, err := p.exchangeUDP(ctx, req)
+	d, _ := ctx.Deadline()
+	return p.exchangeBy(ctx, req, d)
+}
+
+// exchangeBy is Exchange ending at deadline too, unless it is zero; over
+// UDP without a context of its own.
+func (p *plain) exchangeBy(ctx context.Context, req *dns.Msg, deadline time.Time) (*dns.Msg, error) {
+	resp, err := p.exchangeUDPBy(ctx, req, deadline)
 	if errors.Is(err, errTooLarge) || err == nil && resp.Truncated {
+		if !deadline.IsZero() {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, deadline)
+			defer cancel()
+		}
 		return p.tcp.exchange(ctx, req)
 	}
 	if err != nil {
@@ -71,6 +83,13 @@ func (p *plain) Exchange(ctx context.Context, req *dns.Msg) (*dns.Msg, error) {
 // datagram from the server that does not answer req is counted and
 // ignored by the socket's reader: a spoofed answer does not end the query.
 func (p *plain) exchangeUDP(ctx context.Context, req *dns.Msg) (*dns.Msg, error) {
+	d, _ := ctx.Deadline()
+	return p.exchangeUDPBy(ctx, req, d)
+}
+
+// exchangeUDPBy is exchangeUDP ending at deadline too, unless it is zero,
+// with context.DeadlineExceeded. The waiter's timer is reused.
+func (p *plain) exchangeUDPBy(ctx context.Context, req *dns.Msg, deadline time.Time) (*dns.Msg, error) {
 	buf, err := pack(req, 0)
 	if err != nil {
 		return nil, err
@@ -79,8 +98,8 @@ func (p *plain) exchangeUDP(ctx context.Context, req *dns.Msg) (*dns.Msg, error)
 	if opt := req.IsEdns0(); opt != nil {
 		size = max(size, int(opt.UDPSize()))
 	}
-	w := waiters.Get().(*udpWaiter)
-	defer waiters.Put(w)
+	w := p.udp.waiters.Get().(*udpWaiter)
+	defer p.udp.waiters.Put(w)
 	w.req, w.size = req, size
 	defer func() { w.req = nil }()
 	s, id, err := p.udp.acquire(w, time.Now())
@@ -92,12 +111,21 @@ func (p *plain) exchangeUDP(ctx context.Context, req *dns.Msg) (*dns.Msg, error)
 		s.remove(id, w)
 		return nil, ctxErr(ctx, err)
 	}
+	var expired <-chan time.Time
+	if !deadline.IsZero() {
+		w.timer.Reset(time.Until(deadline))
+		defer w.timer.Stop()
+		expired = w.timer.C
+	}
 	select {
 	case r := <-w.ch:
 		return r.resp, r.err
 	case <-ctx.Done():
 		s.remove(id, w)
 		return nil, ctx.Err()
+	case <-expired:
+		s.remove(id, w)
+		return nil, context.DeadlineExceeded
 	}
 }
 

@@ -35,10 +35,16 @@ type udpWaiter struct {
 	req  *dns.Msg
 	size int            // the payload size advertised: a larger answer is not used
 	ch   chan udpResult // capacity 1: at most one result per registration
+	// timer ends the wait at the query's deadline; stopped between uses.
+	timer *time.Timer
 }
 
-// waiters are reused: a miss takes one and gives it back.
-var waiters = sync.Pool{New: func() any { return &udpWaiter{ch: make(chan udpResult, 1)} }}
+// newWaiter makes a udpWaiter, with its stopped timer.
+func newWaiter() any {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return &udpWaiter{ch: make(chan udpResult, 1), timer: t}
+}
 
 // udpPool is the set of UDP sockets of one server, with the source of
 // message IDs. It is safe for concurrent use.
@@ -47,6 +53,9 @@ type udpPool struct {
 	mismatch func()
 	maxUses  int
 	maxAge   time.Duration
+	// waiters are reused, with their channel and timer: a query takes one
+	// and gives it back.
+	waiters sync.Pool
 
 	mu     sync.Mutex
 	socks  [udpSockets]*udpSock
@@ -58,6 +67,7 @@ type udpPool struct {
 func newUDPPool(dial func() (*net.UDPConn, error), mismatch func()) *udpPool {
 	p := &udpPool{dial: dial, mismatch: mismatch, maxUses: udpMaxUses, maxAge: udpMaxAge}
 	p.idsOff = len(p.ids)
+	p.waiters.New = newWaiter
 	return p
 }
 
