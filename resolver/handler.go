@@ -220,13 +220,12 @@ func (h *Handler) resolve(ctx context.Context, st *State, w dns.ResponseWriter, 
 		}
 		return h.writeEntry(w, req, a.Entry, now, udp)
 	case a.Entry != nil:
-		// Unpacked once, for the inspection and the reply (nil when it
-		// fails: writeEntryMsg reports it).
-		resp, _ := a.Entry.Msg(now)
-		if resp != nil && inspectEntry(st, a.Entry, resp, now, d) {
+		// Inspected from the upstream's answer, already unpacked, and
+		// served from the entry's bytes like a hit.
+		if inspectEntry(st, a.Entry, a.Source, now, d) {
 			return h.writeBlock(st, w, req, name, udp, d)
 		}
-		return h.writeEntryMsg(w, req, a.Entry, resp, now, udp)
+		return h.writeEntry(w, req, a.Entry, now, udp)
 	case a.Msg != nil:
 		if inspectMsg(st, a.Msg, d) {
 			return h.writeBlock(st, w, req, name, udp, d)

@@ -27,9 +27,10 @@ type flight struct {
 // result is what a resolution produced: the stored entry, or the
 // upstream's answer when it could not be cached, or the error.
 type result struct {
-	entry *Entry
-	msg   *dns.Msg
-	err   error
+	entry  *Entry
+	msg    *dns.Msg
+	source *dns.Msg // what entry was made of
+	err    error
 }
 
 // start returns the running flight for k, or starts fn as a new one.
