@@ -43,6 +43,17 @@ func KeyOf(req *dns.Msg, name string) Key {
 // fqdn is the question name in presentation format, fully qualified.
 func (k Key) fqdn() string { return k.Name + "." }
 
+// fqdnOf is k.fqdn(), without building it when m's question is it already
+// (as when the upstream echoes the question AppFence asked).
+func (k Key) fqdnOf(m *dns.Msg) string {
+	if len(m.Question) > 0 {
+		if q := m.Question[0].Name; len(q) == len(k.Name)+1 && q[len(k.Name)] == '.' && q[:len(k.Name)] == k.Name {
+			return q
+		}
+	}
+	return k.fqdn()
+}
+
 // Entry is one cached upstream answer. Its fields are set once, when it is
 // stored, and only read afterwards, except the counters.
 type Entry struct {
@@ -144,7 +155,7 @@ func pack(k Key, m *dns.Msg, ttls []uint32) (*Entry, error) {
 	u := *m
 	u.Compress = false
 	buf := make([]byte, u.Len()) // uncompressed: enough room for any packing
-	qname := k.fqdn()
+	qname := k.fqdnOf(m)
 
 	binary.BigEndian.PutUint16(buf[2:], flags(m))
 	binary.BigEndian.PutUint16(buf[4:], 1)
@@ -203,7 +214,14 @@ func questionAlias(qname string) (string, bool) {
 	if c == '\\' || c == '.' {
 		return "", false
 	}
-	return "\\" + fmt.Sprintf("%03d", c) + qname[1:], true
+	var b strings.Builder
+	b.Grow(len(qname) + 3)
+	b.WriteByte('\\')
+	b.WriteByte('0' + c/100)
+	b.WriteByte('0' + c/10%10)
+	b.WriteByte('0' + c%10)
+	b.WriteString(qname[1:])
+	return b.String(), true
 }
 
 // nameEnd returns the offset just past the (possibly compressed) domain
