@@ -40,6 +40,7 @@ type Cache struct {
 // end when ctx is done.
 func New(ctx context.Context, cfg config.Cache, reg prometheus.Registerer) *Cache {
 	c := &Cache{Now: time.Now, ctx: ctx, flights: flights{m: map[Key]*flight{}}}
+	c.flights.fill = c.fill
 	// lru.New fails only for a size below 1.
 	c.lru, _ = lru.New[Key, *Entry](max(cfg.Size, 1))
 	c.settings.Store(&cfg)

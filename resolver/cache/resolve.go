@@ -52,7 +52,7 @@ func (c *Cache) Resolve(ctx context.Context, k Key, stale *Entry, fetch Fetch) A
 		count(c.stale)
 		return Answer{Entry: stale, Stale: true}
 	}
-	f := c.flights.start(k, func() result { return c.fill(k, fetch) })
+	f := c.flights.start(k, fetch)
 	var timeout <-chan time.Time
 	if stale != nil {
 		t := time.NewTimer(staleAnswerWait)

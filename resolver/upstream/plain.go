@@ -2,7 +2,6 @@ package upstream
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"math/rand/v2"
 	"net"
@@ -90,10 +89,6 @@ func (p *plain) exchangeUDP(ctx context.Context, req *dns.Msg) (*dns.Msg, error)
 // exchangeUDPBy is exchangeUDP ending at deadline too, unless it is zero,
 // with context.DeadlineExceeded. The waiter's timer is reused.
 func (p *plain) exchangeUDPBy(ctx context.Context, req *dns.Msg, deadline time.Time) (*dns.Msg, error) {
-	buf, err := pack(req, 0)
-	if err != nil {
-		return nil, err
-	}
 	size := dns.MinMsgSize
 	if opt := req.IsEdns0(); opt != nil {
 		size = max(size, int(opt.UDPSize()))
@@ -106,8 +101,16 @@ func (p *plain) exchangeUDPBy(ctx context.Context, req *dns.Msg, deadline time.T
 	if err != nil {
 		return nil, ctxErr(ctx, err)
 	}
-	binary.BigEndian.PutUint16(buf[2:], id)
-	if _, err := s.conn.Write(buf[2:]); err != nil {
+	wire, ok := appendQuery(w.buf[:], req, id)
+	if !ok {
+		buf, err := pack(req, id)
+		if err != nil {
+			s.remove(id, w)
+			return nil, err
+		}
+		wire = buf[2:]
+	}
+	if _, err := s.conn.Write(wire); err != nil {
 		s.remove(id, w)
 		return nil, ctxErr(ctx, err)
 	}

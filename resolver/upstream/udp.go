@@ -37,6 +37,8 @@ type udpWaiter struct {
 	ch   chan udpResult // capacity 1: at most one result per registration
 	// timer ends the wait at the query's deadline; stopped between uses.
 	timer *time.Timer
+	// buf holds the query in wire format (appendQuery).
+	buf [512]byte
 }
 
 // newWaiter makes a udpWaiter, with its stopped timer.
@@ -258,4 +260,59 @@ func (s *udpSock) readFailed(err error) bool {
 	}
 	s.closeIfDone()
 	return s.closed
+}
+
+// appendQuery writes req in wire format, its ID id, into buf (512 bytes)
+// without allocating, when req is a plain query: one question, no
+// records but an OPT without options. It reports false for any other
+// message, which pack then packs.
+func appendQuery(buf []byte, req *dns.Msg, id uint16) ([]byte, bool) {
+	if len(req.Question) != 1 || len(req.Answer) != 0 || len(req.Ns) != 0 || len(req.Extra) > 1 || req.Rcode > 0xf || req.Opcode > 0xf {
+		return nil, false
+	}
+	var opt *dns.OPT
+	if len(req.Extra) == 1 {
+		o, ok := req.Extra[0].(*dns.OPT)
+		if !ok || len(o.Option) != 0 || o.Hdr.Name != "." {
+			return nil, false
+		}
+		opt = o
+	}
+	h := &req.MsgHdr
+	flags := uint16(h.Opcode)<<11 | uint16(h.Rcode)
+	for _, f := range [...]struct {
+		set bool
+		bit uint16
+	}{
+		{h.Response, 1 << 15}, {h.Authoritative, 1 << 10}, {h.Truncated, 1 << 9},
+		{h.RecursionDesired, 1 << 8}, {h.RecursionAvailable, 1 << 7}, {h.Zero, 1 << 6},
+		{h.AuthenticatedData, 1 << 5}, {h.CheckingDisabled, 1 << 4},
+	} {
+		if f.set {
+			flags |= f.bit
+		}
+	}
+	binary.BigEndian.PutUint16(buf[0:], id)
+	binary.BigEndian.PutUint16(buf[2:], flags)
+	binary.BigEndian.PutUint16(buf[4:], 1)
+	binary.BigEndian.PutUint16(buf[6:], 0)
+	binary.BigEndian.PutUint16(buf[8:], 0)
+	binary.BigEndian.PutUint16(buf[10:], uint16(len(req.Extra)))
+	q := req.Question[0]
+	off, err := dns.PackDomainName(q.Name, buf, 12, nil, false)
+	if err != nil || off+4+11 > len(buf) {
+		return nil, false
+	}
+	binary.BigEndian.PutUint16(buf[off:], q.Qtype)
+	binary.BigEndian.PutUint16(buf[off+2:], q.Qclass)
+	off += 4
+	if opt != nil {
+		buf[off] = 0 // the root
+		binary.BigEndian.PutUint16(buf[off+1:], dns.TypeOPT)
+		binary.BigEndian.PutUint16(buf[off+3:], opt.Hdr.Class)
+		binary.BigEndian.PutUint32(buf[off+5:], opt.Hdr.Ttl)
+		binary.BigEndian.PutUint16(buf[off+9:], 0)
+		off += 11
+	}
+	return buf[:off], true
 }
