@@ -320,3 +320,56 @@ func TestOversizeUDPAnswerGoesTCP(t *testing.T) {
 		return
 	}
 }
+
+// TestUDPWaitersCancelledAndAnswered: queries that are cancelled, time
+// out or are answered, many at once and with answers arriving after some
+// waiters left, all return, and the sockets close once the router does.
+func TestUDPWaitersCancelledAndAnswered(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 4096)
+		for i := 0; ; i++ {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			q := new(dns.Msg)
+			if q.Unpack(buf[:n]) != nil || i%3 == 0 {
+				continue // every third query unanswered
+			}
+			b, _ := answerFor(q).Pack()
+			go func() {
+				time.Sleep(time.Duration(i%5) * time.Millisecond) // some after their waiter left
+				pc.WriteTo(b, from)
+			}()
+		}
+	}()
+	us, err := config.ParseUpstream(pc.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := defaultSettings()
+	p := newPlain(us, &st)
+	var wg sync.WaitGroup
+	for i := range 300 {
+		wg.Go(func() {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			deadline := time.Now().Add(time.Duration(1+i%4) * time.Millisecond)
+			if i%2 == 0 {
+				time.AfterFunc(time.Duration(i%3)*time.Millisecond, cancel)
+			}
+			resp, err := p.exchangeUDPBy(ctx, query("c"+strconv.Itoa(i)+".example.test."), deadline)
+			if err == nil && len(resp.Answer) != 1 {
+				t.Errorf("query %d: answer %v", i, resp)
+			}
+		})
+	}
+	wg.Wait()
+	p.CloseIdleConnections()
+	waitFor(t, "the UDP sockets to close", func() bool { return udpReaders() == 0 })
+}
