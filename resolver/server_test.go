@@ -52,8 +52,14 @@ func burst(t *testing.T, addr, local, name string, n int, wait time.Duration) in
 }
 
 func TestRateLimit(t *testing.T) {
-	clk := dnstest.NewClock() // moves only when told: no token comes back meanwhile
-	e := startLimited(t, "rate_limit = 2", func(s *Server) { s.now = clk.Now })
+	// The clock moves only when told: no token comes back meanwhile. It
+	// starts after the limiter's epoch (NewServer): a time before it
+	// counts as the epoch, which a slow start would push past the refill.
+	var clk *dnstest.Clock
+	e := startLimited(t, "rate_limit = 2", func(s *Server) {
+		clk = dnstest.NewClock()
+		s.now = clk.Now
+	})
 	// A burst of 30: the bucket holds 2; the rest is dropped and counted.
 	got := burst(t, e.addr, "127.0.0.1", "www.example.test.", 30, 300*time.Millisecond)
 	if got != 2 {
