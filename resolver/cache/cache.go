@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"hash/maphash"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -31,6 +32,7 @@ type Cache struct {
 	seed     maphash.Seed
 	settings atomic.Pointer[config.Cache]
 	flights  flights
+	packers  sync.Pool // *packer: scratch space for new entries
 
 	// Collectors; nil without metrics.
 	hits, misses, stale prometheus.Counter
@@ -62,6 +64,7 @@ const (
 func newSharded(ctx context.Context, cfg config.Cache, reg prometheus.Registerer, shards int) *Cache {
 	c := &Cache{Now: time.Now, ctx: ctx, flights: flights{m: map[Key]*flight{}}, seed: maphash.MakeSeed()}
 	c.flights.fill = c.fill
+	c.packers.New = func() any { return new(packer) }
 	c.shards = make([]*lru.Cache[Key, *Entry], shards)
 	for i := range c.shards {
 		// lru.New fails only for a size below 1.

@@ -126,11 +126,16 @@ const headerLen = 12
 // newEntry makes the entry for m, the upstream's answer to the question of
 // k, or returns false when m must not be cached (see storedTTLs).
 func newEntry(k Key, m *dns.Msg, s *config.Cache, now time.Time) (*Entry, bool) {
+	return newEntryWith(nil, k, m, s, now)
+}
+
+// newEntryWith is newEntry packing with pk's scratch space (nil: none).
+func newEntryWith(pk *packer, k Key, m *dns.Msg, s *config.Cache, now time.Time) (*Entry, bool) {
 	ttls, ok := storedTTLs(k, m, s)
 	if !ok {
 		return nil, false
 	}
-	e, err := pack(k, m, ttls)
+	e, err := pack(pk, k, m, ttls)
 	if err != nil {
 		return nil, false
 	}
@@ -143,6 +148,14 @@ func newEntry(k Key, m *dns.Msg, s *config.Cache, now time.Time) (*Entry, bool) 
 	return e, true
 }
 
+// packer is the scratch space of pack, reused from one entry to the next
+// (Cache.packers): the buffer the answer is packed in before it is copied
+// to its exact size, and the compression map.
+type packer struct {
+	buf         []byte
+	compression map[string]int
+}
+
 // pack builds the wire form of an entry from m with the stored TTLs.
 //
 // The question is packed uncompressed and kept out of the compression map,
@@ -151,10 +164,29 @@ func newEntry(k Key, m *dns.Msg, s *config.Cache, now time.Time) (*Entry, bool) 
 // name that no real name can have (its first character written as a \DDD
 // escape, which miekg/dns never produces for a printable character) and
 // that alias alone maps to the question's offset.
-func pack(k Key, m *dns.Msg, ttls []uint32) (*Entry, error) {
+//
+// pk, when not nil, lends its scratch space.
+func pack(pk *packer, k Key, m *dns.Msg, ttls []uint32) (*Entry, error) {
 	u := *m
 	u.Compress = false
-	buf := make([]byte, u.Len()) // uncompressed: enough room for any packing
+	need := u.Len() // uncompressed: enough room for any packing
+	var buf []byte
+	var compression map[string]int
+	if pk != nil {
+		if cap(pk.buf) < need {
+			pk.buf = make([]byte, need)
+		}
+		buf = pk.buf[:need]
+		clear(buf[:headerLen]) // the rest is written before it is read
+		if pk.compression == nil {
+			pk.compression = map[string]int{}
+		}
+		compression = pk.compression
+		defer clear(compression) // keeps no names of this answer
+	} else {
+		buf = make([]byte, need)
+		compression = map[string]int{}
+	}
 	qname := k.fqdnOf(m)
 
 	binary.BigEndian.PutUint16(buf[2:], flags(m))
@@ -168,7 +200,6 @@ func pack(k Key, m *dns.Msg, ttls []uint32) (*Entry, error) {
 	binary.BigEndian.PutUint16(buf[off+2:], k.Class)
 	off += 4
 
-	compression := map[string]int{}
 	// Owners are compared with the question as the upstream's answer
 	// spells it: unpacked by the same code, escapes and all.
 	upstreamQname := m.Question[0].Name

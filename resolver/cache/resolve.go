@@ -94,7 +94,9 @@ func (c *Cache) fill(k Key, fetch Fetch) result {
 	if s.Size == 0 {
 		return result{msg: m}
 	}
-	e, ok := newEntry(k, m, s, c.Now())
+	pk := c.packers.Get().(*packer)
+	e, ok := newEntryWith(pk, k, m, s, c.Now())
+	c.packers.Put(pk)
 	if !ok {
 		return result{msg: m}
 	}
