@@ -58,6 +58,9 @@ type udpPool struct {
 	// waiters are reused, with their channel and timer: a query takes one
 	// and gives it back.
 	waiters sync.Pool
+	// bufs are the readers' buffers (*[]byte of dns.MaxMsgSize), passed on
+	// from a retired socket to its successor.
+	bufs sync.Pool
 
 	mu     sync.Mutex
 	socks  [udpSockets]*udpSock
@@ -70,6 +73,10 @@ func newUDPPool(dial func() (*net.UDPConn, error), mismatch func()) *udpPool {
 	p := &udpPool{dial: dial, mismatch: mismatch, maxUses: udpMaxUses, maxAge: udpMaxAge}
 	p.idsOff = len(p.ids)
 	p.waiters.New = newWaiter
+	p.bufs.New = func() any {
+		b := make([]byte, dns.MaxMsgSize)
+		return &b
+	}
 	return p
 }
 
@@ -201,7 +208,9 @@ func (s *udpSock) hand(id uint16, w *udpWaiter, r udpResult) {
 // it is retired, and it reads on for the queries still in flight.
 func (s *udpSock) read(p *udpPool) {
 	s.conn.SetReadDeadline(s.born.Add(p.maxAge))
-	buf := make([]byte, dns.MaxMsgSize)
+	bp := p.bufs.Get().(*[]byte)
+	defer p.bufs.Put(bp)
+	buf := *bp
 	for {
 		n, err := s.conn.Read(buf)
 		if err != nil {
