@@ -52,6 +52,11 @@ type Server struct {
 	// may send before it is closed gracefully (after the replies to those
 	// already read); 0 is no bound.
 	MaxTCPQueriesPerConnection int
+	// UDPSockets is how many UDP sockets serve each listen address, bound
+	// together with SO_REUSEPORT (the kernel spreads the clients over
+	// them), each read by its own goroutines; 0 is one per GOMAXPROCS.
+	// Read at start only, like Listen.
+	UDPSockets int
 	// Identity is the text of the CHAOS TXT answers to id.server and
 	// hostname.bind (RFC 4892): the host name unless the key is set; ""
 	// answers them REFUSED.

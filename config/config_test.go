@@ -159,6 +159,8 @@ func TestParseErrors(t *testing.T) {
 		{"zero timeout", "[upstream]\ntimeout = \"0s\"\n", []string{`upstream.timeout: "0s": must be more than zero`}},
 		{"negative TCP query bound", "[server]\nmax_tcp_queries_per_connection = -1\n",
 			[]string{`f.toml:2: server.max_tcp_queries_per_connection: -1: must be 0 (no bound) or more`}},
+		{"negative udp_sockets", "[server]\nudp_sockets = -1\n", []string{`f.toml:2: server.udp_sockets: -1: must be 0 (one per GOMAXPROCS) to 256`}},
+		{"too many udp_sockets", "[server]\nudp_sockets = 257\n", []string{`f.toml:2: server.udp_sockets: 257: must be 0`}},
 		{"no upstream", "[upstream]\nservers = []\n", []string{`f.toml:2: upstream.servers: no upstream servers`}},
 		{"bad upstream", "[upstream]\nservers = [\"dns.example:53\", \"ftp://x\"]\n",
 			[]string{`upstream.servers[0]: "dns.example:53": a plain upstream needs an IP address`, `upstream.servers[1]: "ftp://x": unknown scheme`}},

@@ -80,6 +80,7 @@ type rawConfig struct {
 		RateLimit         int      `toml:"rate_limit"`
 		TCPIdleTimeout    string   `toml:"tcp_idle_timeout"`
 		MaxTCPConnections int      `toml:"max_tcp_connections"`
+		UDPSockets        int      `toml:"udp_sockets"`
 		TLS               struct {
 			CertFile      string   `toml:"cert_file"`
 			KeyFile       string   `toml:"key_file"`

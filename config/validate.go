@@ -95,6 +95,10 @@ func (v *validator) server(raw *rawConfig, s *Server) {
 		v.errorf("server.max_tcp_queries_per_connection", "%d: must be 0 (no bound) or more", r.MaxTCPQueries)
 	}
 	s.MaxTCPQueriesPerConnection = r.MaxTCPQueries
+	if r.UDPSockets < 0 || r.UDPSockets > maxUDPSockets {
+		v.errorf("server.udp_sockets", "%d: must be 0 (one per GOMAXPROCS) to %d", r.UDPSockets, maxUDPSockets)
+	}
+	s.UDPSockets = r.UDPSockets
 	s.Identity = hostname()
 	if r.Identity != nil {
 		s.Identity = *r.Identity
@@ -305,6 +309,10 @@ func checkCAFile(path string) error {
 // maxCAFile bounds what ReadCAFile reads: a bundle of every public CA is
 // about 200 KiB.
 const maxCAFile = 4 << 20
+
+// maxUDPSockets bounds server.udp_sockets: far more than cores on any host
+// AppFence serves.
+const maxUDPSockets = 256
 
 // ReadCAFile reads a CA bundle: a regular file of at most 4 MiB (so that a
 // mistake such as /dev/zero fails instead of reading forever).

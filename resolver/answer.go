@@ -187,7 +187,10 @@ func errorReply(req *dns.Msg, rcode int) *dns.Msg {
 // and not forwarded.
 func upstreamQuery(req *dns.Msg, name string) *dns.Msg {
 	q := req.Question[0]
-	m := &dns.Msg{
+	// One allocation for the message, its question and its OPT record.
+	u := new(upstreamMsg)
+	u.question[0] = dns.Question{Name: fqdnLike(name, q.Name), Qtype: q.Qtype, Qclass: q.Qclass}
+	u.msg = dns.Msg{
 		MsgHdr: dns.MsgHdr{
 			Id:                dns.Id(),
 			Opcode:            dns.OpcodeQuery,
@@ -195,14 +198,33 @@ func upstreamQuery(req *dns.Msg, name string) *dns.Msg {
 			CheckingDisabled:  req.CheckingDisabled,
 			AuthenticatedData: true,
 		},
-		Question: []dns.Question{{Name: fqdn(name), Qtype: q.Qtype, Qclass: q.Qclass}},
+		Question: u.question[:],
 	}
-	do := false
-	if opt := req.IsEdns0(); opt != nil {
-		do = opt.Do()
+	u.opt.Hdr = dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}
+	u.opt.SetUDPSize(ednsSize)
+	if opt := req.IsEdns0(); opt != nil && opt.Do() {
+		u.opt.SetDo()
 	}
-	m.SetEdns0(ednsSize, do)
-	return m
+	u.extra[0] = &u.opt
+	u.msg.Extra = u.extra[:]
+	return &u.msg
+}
+
+// upstreamMsg is an upstream query with the arrays its slices point into.
+type upstreamMsg struct {
+	msg      dns.Msg
+	question [1]dns.Question
+	extra    [1]dns.RR
+	opt      dns.OPT
+}
+
+// fqdnLike returns fqdn(name), or asked when it is that already (a query
+// in lower case): no new string.
+func fqdnLike(name, asked string) string {
+	if len(asked) == len(name)+1 && asked[len(name)] == '.' && asked[:len(name)] == name {
+		return asked
+	}
+	return fqdn(name)
 }
 
 // upstreamAnswer turns what the upstream returned into what the client

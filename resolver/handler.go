@@ -187,7 +187,7 @@ func (h *Handler) answer(st *State, req *dns.Msg, client netip.Addr, id *policy.
 // inspected first (inspect.go): when it points at an app blocked for the
 // client's group, d becomes that block and the client gets the block
 // answer; the cache keeps the upstream's answer. ctx bounds the wait for
-// the upstream, with upstreamBudget.
+// the upstream, and so does upstreamBudget (fetch).
 func (h *Handler) resolve(ctx context.Context, st *State, w dns.ResponseWriter, req *dns.Msg, name string, client netip.Addr, udp bool, d *policy.Decision) int {
 	c := h.cache
 	if !c.Enabled() {
@@ -209,8 +209,8 @@ func (h *Handler) resolve(ctx context.Context, st *State, w dns.ResponseWriter, 
 		}
 		return h.writeEntry(w, req, e, now, udp)
 	}
-	ctx, cancel := context.WithTimeout(ctx, upstreamBudget)
-	defer cancel()
+	// The wait needs no bound of its own: the upstream query it waits for
+	// ends within upstreamBudget (fetch).
 	a := c.Resolve(ctx, key, e, h.fetch(st, req, name, client))
 	now = c.Now()
 	switch {
@@ -220,13 +220,12 @@ func (h *Handler) resolve(ctx context.Context, st *State, w dns.ResponseWriter, 
 		}
 		return h.writeEntry(w, req, a.Entry, now, udp)
 	case a.Entry != nil:
-		// Unpacked once, for the inspection and the reply (nil when it
-		// fails: writeEntryMsg reports it).
-		resp, _ := a.Entry.Msg(now)
-		if resp != nil && inspectEntry(st, a.Entry, resp, now, d) {
+		// Inspected from the upstream's answer, already unpacked, and
+		// served from the entry's bytes like a hit.
+		if inspectEntry(st, a.Entry, a.Source, now, d) {
 			return h.writeBlock(st, w, req, name, udp, d)
 		}
-		return h.writeEntryMsg(w, req, a.Entry, resp, now, udp)
+		return h.writeEntry(w, req, a.Entry, now, udp)
 	case a.Msg != nil:
 		if inspectMsg(st, a.Msg, d) {
 			return h.writeBlock(st, w, req, name, udp, d)
@@ -284,9 +283,7 @@ func (h *Handler) lookup(ctx context.Context, st *State, req *dns.Msg, name stri
 	if fresh {
 		return e.Msg(c.Now())
 	}
-	ctx, cancel := context.WithTimeout(ctx, upstreamBudget)
-	defer cancel()
-	a := c.Resolve(ctx, key, e, h.fetch(st, req, name, client))
+	a := c.Resolve(ctx, key, e, h.fetch(st, req, name, client)) // bounded by fetch
 	switch {
 	case a.Entry != nil:
 		return a.Entry.Msg(c.Now())
@@ -316,14 +313,10 @@ func (h *Handler) fetch(st *State, req *dns.Msg, name string, client netip.Addr)
 			return nil, errUpstreamBusy
 		}
 		defer h.upstreamPlaces.give()
-		ctx, cancel := context.WithTimeout(ctx, upstreamBudget)
-		defer cancel()
 		dt := h.dnstap.Load()
-		var start time.Time
-		if dt != nil {
-			start = time.Now()
-		}
-		resp, err := st.Upstream.Exchange(ctx, q, name)
+		start := time.Now()
+		// A deadline value, not a context.WithTimeout: no timer per query.
+		resp, err := st.Upstream.ExchangeWithin(ctx, q, name, start.Add(upstreamBudget))
 		if dt != nil {
 			tapForwarder(dt, q, resp, start) // what the upstream sent
 		}

@@ -74,8 +74,9 @@ type Server struct {
 	udpPlaces      places // UDP queries being answered
 	maxTCPInFlight int
 
-	udp []udpSocket
-	tcp []net.Listener
+	udp     []udpSocket // the first socket of each listen address
+	udpMore []udpSocket // the others (server.udp_sockets), in listen order
+	tcp     []net.Listener
 
 	tcpActive atomic.Int64
 	bufs      sync.Pool // *[]byte of maxQuerySize
@@ -139,23 +140,38 @@ func NewServer(h *Handler, log *slog.Logger) *Server {
 // waiting for an upstream is answered SERVFAIL.
 func (s *Server) Start(ctx context.Context, cfg config.Server) error {
 	s.ctx, s.stop = context.WithCancel(ctx)
+	procs := runtime.GOMAXPROCS(0)
+	sockets := cfg.UDPSockets
+	if sockets <= 0 {
+		sockets = procs
+	}
+	if !reusePortSupported {
+		sockets = 1
+	}
 	for _, addr := range cfg.Listen {
-		u, l, err := bindPair(addr)
+		us, l, err := bindPair(addr, sockets)
 		if err != nil {
 			s.closeListeners()
 			return fmt.Errorf("listen %s: %w", addr, err)
 		}
-		s.udp = append(s.udp, u)
+		s.udp = append(s.udp, us[0])
+		s.udpMore = append(s.udpMore, us[1:]...)
 		s.tcp = append(s.tcp, l)
 	}
-	readers := runtime.GOMAXPROCS(0)
+	// GOMAXPROCS read loops per address in all, at least one per socket:
+	// each reads, answers what the fast path answers and sends, with no
+	// handoff to another goroutine.
+	readers := max(1, (procs+sockets-1)/sockets)
 	for i := range s.udp {
-		s.loops.Add(readers + 1)
-		for range readers {
-			go s.serveUDP(s.udp[i])
+		group := append([]udpSocket{s.udp[i]}, s.udpMore[i*(sockets-1):(i+1)*(sockets-1)]...)
+		s.loops.Add(len(group)*readers + 1)
+		for _, u := range group {
+			for range readers {
+				go s.serveUDP(u)
+			}
 		}
 		go s.acceptTCP(s.tcp[i])
-		s.log.Info("listening", "udp", s.udp[i].conn.LocalAddr().String(), "tcp", s.tcp[i].Addr().String())
+		s.log.Info("listening", "udp", s.udp[i].conn.LocalAddr().String(), "udp_sockets", len(group), "tcp", s.tcp[i].Addr().String())
 	}
 	return nil
 }
@@ -207,6 +223,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, u := range s.udp {
 		u.conn.SetReadDeadline(past) // wakes the read loops
 	}
+	for _, u := range s.udpMore {
+		u.conn.SetReadDeadline(past)
+	}
 	for _, l := range s.tcp {
 		l.Close()
 	}
@@ -247,45 +266,72 @@ func (s *Server) closeListeners() {
 	for _, u := range s.udp {
 		u.conn.Close()
 	}
+	for _, u := range s.udpMore {
+		u.conn.Close()
+	}
 	for _, l := range s.tcp {
 		l.Close()
 	}
 }
 
-// bindPair binds UDP and TCP on the same address. With port 0 it picks a
-// port free for both. On a wildcard address the UDP socket reports each
-// packet's destination address, so that replies leave from the address the
-// query was sent to on a host with several.
-func bindPair(addr string) (udpSocket, net.Listener, error) {
+// bindPair binds UDP and TCP on the same address: sockets UDP sockets,
+// with SO_REUSEPORT when there are several, so that the kernel spreads the
+// clients over them. With port 0 it picks a port free for both. On a
+// wildcard address the UDP sockets report each packet's destination
+// address, so that replies leave from the address the query was sent to
+// on a host with several.
+func bindPair(addr string, sockets int) ([]udpSocket, net.Listener, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return udpSocket{}, nil, err
+		return nil, nil, err
 	}
 	ip, _ := netip.ParseAddr(host)
-	for attempt := 0; ; attempt++ {
-		pc, err := net.ListenPacket("udp", addr)
+	sessions := host == "" || ip.IsUnspecified()
+	var lc net.ListenConfig
+	if sockets > 1 {
+		lc.Control = reusePort
+	}
+	bind := func(addr string) (udpSocket, error) {
+		pc, err := lc.ListenPacket(context.Background(), "udp", addr)
 		if err != nil {
-			return udpSocket{}, nil, err
+			return udpSocket{}, err
 		}
-		u := udpSocket{conn: pc.(*net.UDPConn), sessions: host == "" || ip.IsUnspecified()}
+		u := udpSocket{conn: pc.(*net.UDPConn), sessions: sessions}
 		if u.sessions {
 			if err := reportDestination(u.conn); err != nil {
 				u.conn.Close()
-				return udpSocket{}, nil, err
+				return udpSocket{}, err
 			}
 		}
-		tcpAddr := addr
-		if port == "0" {
-			tcpAddr = net.JoinHostPort(host, strconv.Itoa(u.conn.LocalAddr().(*net.UDPAddr).Port))
+		return u, nil
+	}
+	for attempt := 0; ; attempt++ {
+		first, err := bind(addr)
+		if err != nil {
+			return nil, nil, err
 		}
-		l, err := net.Listen("tcp", tcpAddr)
-		if err == nil {
-			return u, l, nil
+		bound := net.JoinHostPort(host, strconv.Itoa(first.conn.LocalAddr().(*net.UDPAddr).Port))
+		l, err := net.Listen("tcp", bound)
+		if err != nil {
+			first.conn.Close()
+			if port != "0" || attempt >= 10 {
+				return nil, nil, err
+			}
+			continue
 		}
-		u.conn.Close()
-		if port != "0" || attempt >= 10 {
-			return udpSocket{}, nil, err
+		us := []udpSocket{first}
+		for len(us) < sockets {
+			u, err := bind(bound)
+			if err != nil {
+				for _, u := range us {
+					u.conn.Close()
+				}
+				l.Close()
+				return nil, nil, fmt.Errorf("UDP socket %d of %d (server.udp_sockets): %w", len(us)+1, sockets, err)
+			}
+			us = append(us, u)
 		}
+		return us, l, nil
 	}
 }
 

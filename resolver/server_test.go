@@ -2,6 +2,7 @@ package resolver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -51,8 +52,14 @@ func burst(t *testing.T, addr, local, name string, n int, wait time.Duration) in
 }
 
 func TestRateLimit(t *testing.T) {
-	clk := dnstest.NewClock() // moves only when told: no token comes back meanwhile
-	e := startLimited(t, "rate_limit = 2", func(s *Server) { s.now = clk.Now })
+	// The clock moves only when told: no token comes back meanwhile. It
+	// starts after the limiter's epoch (NewServer): a time before it
+	// counts as the epoch, which a slow start would push past the refill.
+	var clk *dnstest.Clock
+	e := startLimited(t, "rate_limit = 2", func(s *Server) {
+		clk = dnstest.NewClock()
+		s.now = clk.Now
+	})
 	// A burst of 30: the bucket holds 2; the rest is dropped and counted.
 	got := burst(t, e.addr, "127.0.0.1", "www.example.test.", 30, 300*time.Millisecond)
 	if got != 2 {
@@ -478,5 +485,38 @@ func TestShutdownEndsUpstreamWaits(t *testing.T) {
 				return c.Exchange(context.Background(), tt.netw, e.addr, dnstest.NewQuery("www.example.test.", dns.TypeA, true, false))
 			})
 		})
+	}
+}
+
+// TestUDPSocketsShareTheAddress: with server.udp_sockets = 3 the listen
+// address has three UDP sockets bound together (SO_REUSEPORT); queries
+// from many client ports, which the kernel spreads over them, are all
+// answered, and Shutdown closes every socket.
+func TestUDPSocketsShareTheAddress(t *testing.T) {
+	if !reusePortSupported {
+		t.Skip("SO_REUSEPORT sockets are Linux only")
+	}
+	up := dnstest.NewUpstream(t, upstreamRecords...)
+	e := startEnvWith(t, up, insertServer(fmt.Sprintf(testConfig, up.Addr, ""), "udp_sockets = 3"))
+	if got := 1 + len(e.srv.udpMore); got != 3 {
+		t.Fatalf("%d UDP sockets, want 3", got)
+	}
+	for _, u := range e.srv.udpMore {
+		if a := u.conn.LocalAddr().String(); a != e.addr {
+			t.Errorf("a UDP socket is bound to %s, want %s", a, e.addr)
+		}
+	}
+	for i := range 24 {
+		e.ask(t, "udp", "127.0.0.1", dnstest.NewQuery("www.example.test.", dns.TypeA, i%2 == 0, false))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range append([]udpSocket{e.srv.udp[0]}, e.srv.udpMore...) {
+		if _, err := u.conn.Write([]byte{0}); !errors.Is(err, net.ErrClosed) {
+			t.Errorf("after Shutdown a UDP socket is still open (%v)", err)
+		}
 	}
 }

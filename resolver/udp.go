@@ -22,6 +22,7 @@ type udpSocket struct {
 // udpPeer is where a UDP query came from, and where its reply goes.
 type udpPeer struct {
 	addr netip.AddrPort
+	from *net.UDPAddr    // addr, as read (nil: make it from addr)
 	sess *dns.SessionUDP // on a socket with sessions
 }
 
@@ -32,7 +33,8 @@ func (u udpSocket) read(b []byte) (int, udpPeer, error) {
 		if err != nil {
 			return 0, udpPeer{}, err
 		}
-		return n, udpPeer{addr: sess.RemoteAddr().(*net.UDPAddr).AddrPort(), sess: sess}, nil
+		from := sess.RemoteAddr().(*net.UDPAddr)
+		return n, udpPeer{addr: from.AddrPort(), from: from, sess: sess}, nil
 	}
 	n, addr, err := u.conn.ReadFromUDPAddrPort(b)
 	return n, udpPeer{addr: addr}, err
@@ -119,7 +121,7 @@ func (s *Server) serveUDPBatches(u udpSocket) {
 			if !ok {
 				continue
 			}
-			peer := udpPeer{addr: from.AddrPort()}
+			peer := udpPeer{addr: from.AddrPort(), from: from}
 			o := &out[replies]
 			if reply, ok := s.udpPacket(u, m.Buffers[0][:m.N], peer, o.Buffers[0][:0], &scratch); ok {
 				o.Buffers[0], o.Addr = reply, from
@@ -209,5 +211,10 @@ type udpWriter struct {
 func (w *udpWriter) WriteMsg(m *dns.Msg) error   { return writeMsg(w, m) }
 func (w *udpWriter) Write(b []byte) (int, error) { return len(b), w.sock.write(b, w.peer) }
 func (w *udpWriter) LocalAddr() net.Addr         { return w.sock.conn.LocalAddr() }
-func (w *udpWriter) RemoteAddr() net.Addr        { return net.UDPAddrFromAddrPort(w.peer.addr) }
-func (w *udpWriter) Close() error                { return nil }
+func (w *udpWriter) RemoteAddr() net.Addr {
+	if w.peer.from != nil {
+		return w.peer.from // read from the socket for this packet alone
+	}
+	return net.UDPAddrFromAddrPort(w.peer.addr)
+}
+func (w *udpWriter) Close() error { return nil }

@@ -2,6 +2,8 @@ package cache
 
 import (
 	"context"
+	"hash/maphash"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -21,10 +23,16 @@ type Cache struct {
 
 	// ctx is the cache's lifetime: the resolutions it runs for its
 	// entries (shared misses, refreshes, prefetches) end when it is done.
-	ctx      context.Context
-	lru      *lru.Cache[Key, *Entry]
+	ctx context.Context
+	// shards hold the entries, by a hash of the name (seed): one LRU, or
+	// shardCount of them for a large cache, so that queries on several
+	// cores do not all wait for one lock. Each shard evicts its own least
+	// recently used entry.
+	shards   []*lru.Cache[Key, *Entry]
+	seed     maphash.Seed
 	settings atomic.Pointer[config.Cache]
 	flights  flights
+	packers  sync.Pool // *packer: scratch space for new entries
 
 	// Collectors; nil without metrics.
 	hits, misses, stale prometheus.Counter
@@ -39,9 +47,29 @@ type Cache struct {
 // queries it runs in the background (a miss that others share, refreshes)
 // end when ctx is done.
 func New(ctx context.Context, cfg config.Cache, reg prometheus.Registerer) *Cache {
-	c := &Cache{Now: time.Now, ctx: ctx, flights: flights{m: map[Key]*flight{}}}
-	// lru.New fails only for a size below 1.
-	c.lru, _ = lru.New[Key, *Entry](max(cfg.Size, 1))
+	shards := 1
+	if cfg.Size >= shardFrom {
+		shards = shardCount
+	}
+	return newSharded(ctx, cfg, reg, shards)
+}
+
+// A cache of shardFrom entries or more (at New) has shardCount shards.
+const (
+	shardFrom  = 4096
+	shardCount = 16
+)
+
+// newSharded is New with the number of shards given.
+func newSharded(ctx context.Context, cfg config.Cache, reg prometheus.Registerer, shards int) *Cache {
+	c := &Cache{Now: time.Now, ctx: ctx, flights: flights{m: map[Key]*flight{}}, seed: maphash.MakeSeed()}
+	c.flights.fill = c.fill
+	c.packers.New = func() any { return new(packer) }
+	c.shards = make([]*lru.Cache[Key, *Entry], shards)
+	for i := range c.shards {
+		// lru.New fails only for a size below 1.
+		c.shards[i], _ = lru.New[Key, *Entry](c.shardSize(cfg.Size))
+	}
 	c.settings.Store(&cfg)
 	if reg != nil {
 		requests, entries := newCollectors(reg)
@@ -53,6 +81,20 @@ func New(ctx context.Context, cfg config.Cache, reg prometheus.Registerer) *Cach
 	return c
 }
 
+// shardSize is the size of each shard for a cache of size entries: the
+// shards together hold size entries, up to one less than a shard more.
+func (c *Cache) shardSize(size int) int {
+	return max((size+len(c.shards)-1)/len(c.shards), 1)
+}
+
+// shard returns the shard of k.
+func (c *Cache) shard(k Key) *lru.Cache[Key, *Entry] {
+	if len(c.shards) == 1 {
+		return c.shards[0]
+	}
+	return c.shards[maphash.String(c.seed, k.Name)%uint64(len(c.shards))]
+}
+
 // Configure applies the [cache] section of a reloaded configuration. A new
 // size applies at once: a smaller one evicts the least recently used
 // entries, 0 empties the cache and stops storing. The TTL limits and
@@ -61,11 +103,13 @@ func New(ctx context.Context, cfg config.Cache, reg prometheus.Registerer) *Cach
 // the next hit.
 func (c *Cache) Configure(cfg config.Cache) {
 	old := c.settings.Swap(&cfg)
-	switch {
-	case cfg.Size == 0:
-		c.lru.Purge()
-	case cfg.Size != old.Size:
-		c.lru.Resize(cfg.Size)
+	for _, sh := range c.shards {
+		switch {
+		case cfg.Size == 0:
+			sh.Purge()
+		case cfg.Size != old.Size:
+			sh.Resize(c.shardSize(cfg.Size))
+		}
 	}
 	c.countEntries()
 }
@@ -74,14 +118,21 @@ func (c *Cache) Configure(cfg config.Cache) {
 func (c *Cache) Enabled() bool { return c != nil && c.settings.Load().Size > 0 }
 
 // Len returns the number of entries, expired ones included.
-func (c *Cache) Len() int { return c.lru.Len() }
+func (c *Cache) Len() int {
+	n := 0
+	for _, sh := range c.shards {
+		n += sh.Len()
+	}
+	return n
+}
 
 // Lookup returns the entry for k at now. fresh is true while the entry's
 // TTL runs; an expired entry is returned with fresh false as long as it
 // may still be served stale (serve_stale after its expiry), and dropped
 // after that.
 func (c *Cache) Lookup(k Key, now time.Time) (e *Entry, fresh bool) {
-	e, ok := c.lru.Get(k)
+	sh := c.shard(k)
+	e, ok := sh.Get(k)
 	if !ok {
 		return nil, false
 	}
@@ -93,7 +144,7 @@ func (c *Cache) Lookup(k Key, now time.Time) (e *Entry, fresh bool) {
 	}
 	// A fresh entry stored for k since the Get would be removed too; that
 	// costs one upstream query, never a wrong answer.
-	c.lru.Remove(k)
+	sh.Remove(k)
 	c.countEntries()
 	return nil, false
 }
@@ -108,13 +159,13 @@ func (c *Cache) Hit(e *Entry, now time.Time) (refresh bool) {
 
 // store adds e under k, replacing any entry for k.
 func (c *Cache) store(k Key, e *Entry) {
-	c.lru.Add(k, e)
+	c.shard(k).Add(k, e)
 	c.countEntries()
 }
 
 func (c *Cache) countEntries() {
 	if c.entries != nil {
-		c.entries.Set(float64(c.lru.Len()))
+		c.entries.Set(float64(c.Len()))
 	}
 }
 

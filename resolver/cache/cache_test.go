@@ -77,7 +77,7 @@ func TestConfigureResizes(t *testing.T) {
 	c.Lookup(keyOf("a"), clk.Now()) // b is now the least recently used
 	cfg.Size = 2
 	c.Configure(cfg)
-	if _, ok := c.lru.Peek(keyOf("b")); ok || c.Len() != 2 {
+	if _, ok := c.shard(keyOf("b")).Peek(keyOf("b")); ok || c.Len() != 2 {
 		t.Errorf("after shrinking to 2: %d entries, b kept %v", c.Len(), ok)
 	}
 	cfg.Size = 0

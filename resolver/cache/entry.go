@@ -43,6 +43,17 @@ func KeyOf(req *dns.Msg, name string) Key {
 // fqdn is the question name in presentation format, fully qualified.
 func (k Key) fqdn() string { return k.Name + "." }
 
+// fqdnOf is k.fqdn(), without building it when m's question is it already
+// (as when the upstream echoes the question AppFence asked).
+func (k Key) fqdnOf(m *dns.Msg) string {
+	if len(m.Question) > 0 {
+		if q := m.Question[0].Name; len(q) == len(k.Name)+1 && q[len(k.Name)] == '.' && q[:len(k.Name)] == k.Name {
+			return q
+		}
+	}
+	return k.fqdn()
+}
+
 // Entry is one cached upstream answer. Its fields are set once, when it is
 // stored, and only read afterwards, except the counters.
 type Entry struct {
@@ -115,11 +126,16 @@ const headerLen = 12
 // newEntry makes the entry for m, the upstream's answer to the question of
 // k, or returns false when m must not be cached (see storedTTLs).
 func newEntry(k Key, m *dns.Msg, s *config.Cache, now time.Time) (*Entry, bool) {
+	return newEntryWith(nil, k, m, s, now)
+}
+
+// newEntryWith is newEntry packing with pk's scratch space (nil: none).
+func newEntryWith(pk *packer, k Key, m *dns.Msg, s *config.Cache, now time.Time) (*Entry, bool) {
 	ttls, ok := storedTTLs(k, m, s)
 	if !ok {
 		return nil, false
 	}
-	e, err := pack(k, m, ttls)
+	e, err := pack(pk, k, m, ttls)
 	if err != nil {
 		return nil, false
 	}
@@ -132,6 +148,14 @@ func newEntry(k Key, m *dns.Msg, s *config.Cache, now time.Time) (*Entry, bool) 
 	return e, true
 }
 
+// packer is the scratch space of pack, reused from one entry to the next
+// (Cache.packers): the buffer the answer is packed in before it is copied
+// to its exact size, and the compression map.
+type packer struct {
+	buf         []byte
+	compression map[string]int
+}
+
 // pack builds the wire form of an entry from m with the stored TTLs.
 //
 // The question is packed uncompressed and kept out of the compression map,
@@ -140,11 +164,30 @@ func newEntry(k Key, m *dns.Msg, s *config.Cache, now time.Time) (*Entry, bool) 
 // name that no real name can have (its first character written as a \DDD
 // escape, which miekg/dns never produces for a printable character) and
 // that alias alone maps to the question's offset.
-func pack(k Key, m *dns.Msg, ttls []uint32) (*Entry, error) {
+//
+// pk, when not nil, lends its scratch space.
+func pack(pk *packer, k Key, m *dns.Msg, ttls []uint32) (*Entry, error) {
 	u := *m
 	u.Compress = false
-	buf := make([]byte, u.Len()) // uncompressed: enough room for any packing
-	qname := k.fqdn()
+	need := u.Len() // uncompressed: enough room for any packing
+	var buf []byte
+	var compression map[string]int
+	if pk != nil {
+		if cap(pk.buf) < need {
+			pk.buf = make([]byte, need)
+		}
+		buf = pk.buf[:need]
+		clear(buf[:headerLen]) // the rest is written before it is read
+		if pk.compression == nil {
+			pk.compression = map[string]int{}
+		}
+		compression = pk.compression
+		defer clear(compression) // keeps no names of this answer
+	} else {
+		buf = make([]byte, need)
+		compression = map[string]int{}
+	}
+	qname := k.fqdnOf(m)
 
 	binary.BigEndian.PutUint16(buf[2:], flags(m))
 	binary.BigEndian.PutUint16(buf[4:], 1)
@@ -157,7 +200,6 @@ func pack(k Key, m *dns.Msg, ttls []uint32) (*Entry, error) {
 	binary.BigEndian.PutUint16(buf[off+2:], k.Class)
 	off += 4
 
-	compression := map[string]int{}
 	// Owners are compared with the question as the upstream's answer
 	// spells it: unpacked by the same code, escapes and all.
 	upstreamQname := m.Question[0].Name
@@ -203,7 +245,14 @@ func questionAlias(qname string) (string, bool) {
 	if c == '\\' || c == '.' {
 		return "", false
 	}
-	return "\\" + fmt.Sprintf("%03d", c) + qname[1:], true
+	var b strings.Builder
+	b.Grow(len(qname) + 3)
+	b.WriteByte('\\')
+	b.WriteByte('0' + c/100)
+	b.WriteByte('0' + c/10%10)
+	b.WriteByte('0' + c%10)
+	b.WriteString(qname[1:])
+	return b.String(), true
 }
 
 // nameEnd returns the offset just past the (possibly compressed) domain

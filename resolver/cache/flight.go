@@ -13,8 +13,11 @@ import (
 // own context while the resolution runs on in its own goroutine for the
 // others and for the cache.
 type flights struct {
-	mu sync.Mutex
-	m  map[Key]*flight
+	// fill resolves a key (Cache.fill): set once, so that starting a
+	// flight makes no closure.
+	fill func(Key, Fetch) result
+	mu   sync.Mutex
+	m    map[Key]*flight
 }
 
 // flight is one resolution shared by every query that asked for its key
@@ -27,15 +30,17 @@ type flight struct {
 // result is what a resolution produced: the stored entry, or the
 // upstream's answer when it could not be cached, or the error.
 type result struct {
-	entry *Entry
-	msg   *dns.Msg
-	err   error
+	entry  *Entry
+	msg    *dns.Msg
+	source *dns.Msg // what entry was made of
+	err    error
 }
 
-// start returns the running flight for k, or starts fn as a new one.
-// fn runs in its own goroutine; the flight is removed when fn returns,
-// after fn has stored its answer, so a later query finds the entry.
-func (fs *flights) start(k Key, fn func() result) *flight {
+// start returns the running flight for k, or starts a new one: fs.fill of
+// k with fetch, in its own goroutine. The flight is removed when fill
+// returns, after it has stored its answer, so a later query finds the
+// entry.
+func (fs *flights) start(k Key, fetch Fetch) *flight {
 	fs.mu.Lock()
 	if f, ok := fs.m[k]; ok {
 		fs.mu.Unlock()
@@ -45,7 +50,7 @@ func (fs *flights) start(k Key, fn func() result) *flight {
 	fs.m[k] = f
 	fs.mu.Unlock()
 	go func() {
-		f.res = fn()
+		f.res = fs.fill(k, fetch)
 		fs.mu.Lock()
 		delete(fs.m, k)
 		fs.mu.Unlock()

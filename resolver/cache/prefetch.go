@@ -34,5 +34,5 @@ func (c *Cache) shouldPrefetch(e *Entry, now time.Time) bool {
 // Refresh starts resolving k again in the background and stores the answer,
 // unless a resolution of k is already running. It does not wait.
 func (c *Cache) Refresh(k Key, fetch Fetch) {
-	c.flights.start(k, func() result { return c.fill(k, fetch) })
+	c.flights.start(k, fetch)
 }

@@ -31,6 +31,10 @@ type Answer struct {
 	// Msg is the upstream's answer when it could not be cached (SERVFAIL,
 	// truncated, ...). Other queries share it: copy it before changing it.
 	Msg *dns.Msg
+	// Source is, on a miss stored as Entry, the upstream's answer Entry was
+	// made of, so that it need not be unpacked again to be inspected. Other
+	// queries share it: it is read only.
+	Source *dns.Msg
 	// Err is why there is no answer: the upstream failed, or ctx ended.
 	Err error
 }
@@ -48,7 +52,7 @@ func (c *Cache) Resolve(ctx context.Context, k Key, stale *Entry, fetch Fetch) A
 		count(c.stale)
 		return Answer{Entry: stale, Stale: true}
 	}
-	f := c.flights.start(k, func() result { return c.fill(k, fetch) })
+	f := c.flights.start(k, fetch)
 	var timeout <-chan time.Time
 	if stale != nil {
 		t := time.NewTimer(staleAnswerWait)
@@ -64,7 +68,7 @@ func (c *Cache) Resolve(ctx context.Context, k Key, stale *Entry, fetch Fetch) A
 			return Answer{Entry: stale, Stale: true}
 		}
 		count(c.misses)
-		return Answer{Entry: r.entry, Msg: r.msg, Err: r.err}
+		return Answer{Entry: r.entry, Msg: r.msg, Source: r.source, Err: r.err}
 	case <-timeout:
 		count(c.stale)
 		return Answer{Entry: stale, Stale: true}
@@ -90,12 +94,14 @@ func (c *Cache) fill(k Key, fetch Fetch) result {
 	if s.Size == 0 {
 		return result{msg: m}
 	}
-	e, ok := newEntry(k, m, s, c.Now())
+	pk := c.packers.Get().(*packer)
+	e, ok := newEntryWith(pk, k, m, s, c.Now())
+	c.packers.Put(pk)
 	if !ok {
 		return result{msg: m}
 	}
 	c.store(k, e)
-	return result{entry: e}
+	return result{entry: e, source: m}
 }
 
 // failed reports whether a resolution failed in the sense of RFC 8767: no

@@ -109,7 +109,7 @@ func TestCloseStopsProbersAndConnections(t *testing.T) {
 	// DoT and DoH connections.
 	for _, e := range r.def.endpoints {
 		for _, name := range []string{"www.example.test.", "a.example.test."} {
-			r.def.attempt(context.Background(), e, query(name))
+			r.def.attempt(context.Background(), e, query(name), time.Time{})
 		}
 	}
 	if !r.def.endpoints[0].isDown() || !r.def.endpoints[0].probing.Load() {
@@ -118,9 +118,13 @@ func TestCloseStopsProbersAndConnections(t *testing.T) {
 	if len(ourGoroutines()) == before {
 		t.Fatal("no connection or prober goroutine to stop")
 	}
+	if udpReaders() == 0 {
+		t.Fatal("no UDP socket read")
+	}
 	r.Close()
 	r.Close() // idempotent
 	waitFor(t, "every goroutine to end", func() bool { return len(ourGoroutines()) == before })
+	waitFor(t, "the UDP sockets to close", func() bool { return udpReaders() == 0 })
 	probes := dead.Asked(".")
 	time.Sleep(200 * time.Millisecond) // several probe intervals
 	if n := dead.Asked("."); n != probes {

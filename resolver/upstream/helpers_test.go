@@ -176,6 +176,13 @@ func ourGoroutines() []string {
 	return out
 }
 
+// udpReaders returns how many UDP sockets of plain servers are being
+// read (udp.go), in every router of the test binary.
+func udpReaders() int {
+	buf := make([]byte, 1<<20)
+	return strings.Count(string(buf[:runtime.Stack(buf, true)]), "(*udpSock).read(")
+}
+
 // rawTCPServer accepts connections on 127.0.0.1 and runs serve on each,
 // with the connection's number (1 for the first). accepted returns how
 // many connections were accepted.

@@ -2,7 +2,6 @@ package upstream
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"math/rand/v2"
 	"net"
@@ -15,9 +14,10 @@ import (
 	"github.com/appfence/appfence/config"
 )
 
-// plain is a plain-DNS upstream: each query over UDP from a fresh socket
-// bound to a random source port (see dialUDP) with a random ID, so an
-// off-path attacker must guess both to spoof an answer, and over TCP when
+// plain is a plain-DNS upstream: each query over UDP, from one of a few
+// sockets bound to random source ports and renewed often (udp.go), with a
+// random ID, so an off-path attacker must guess both to spoof an answer,
+// and over TCP when
 // the answer is truncated or larger than the payload size advertised. TCP
 // connections are kept and pipelined.
 type plain struct {
@@ -25,6 +25,7 @@ type plain struct {
 	addr   string
 	dialer net.Dialer
 	tcp    *streamPool
+	udp    *udpPool
 	// mismatched counts datagrams that are not the answer awaited; nil
 	// without metrics. Set before the first query.
 	mismatched prometheus.Counter
@@ -35,12 +36,16 @@ func newPlain(s config.UpstreamServer, st *settings) *plain {
 	p.tcp = newStreamPool(func(ctx context.Context) (net.Conn, error) {
 		return p.dialer.DialContext(ctx, "tcp", p.addr)
 	}, st)
+	p.udp = newUDPPool(p.dialUDP, p.mismatch)
 	return p
 }
 
 func (p *plain) Name() string { return p.name }
 
-func (p *plain) CloseIdleConnections() { p.tcp.closeIdle() }
+func (p *plain) CloseIdleConnections() {
+	p.tcp.closeIdle()
+	p.udp.closeIdle()
+}
 
 // errTooLarge is a UDP answer larger than the payload size the query
 // advertised: it may have been reassembled from forged fragments, so it is
@@ -50,8 +55,20 @@ var errTooLarge = errors.New("UDP answer larger than the advertised payload size
 // Exchange asks over UDP, and again over TCP when the answer is truncated
 // or too large.
 func (p *plain) Exchange(ctx context.Context, req *dns.Msg) (*dns.Msg, error) {
-	resp, err := p.exchangeUDP(ctx, req)
+	d, _ := ctx.Deadline()
+	return p.exchangeBy(ctx, req, d)
+}
+
+// exchangeBy is Exchange ending at deadline too, unless it is zero; over
+// UDP without a context of its own.
+func (p *plain) exchangeBy(ctx context.Context, req *dns.Msg, deadline time.Time) (*dns.Msg, error) {
+	resp, err := p.exchangeUDPBy(ctx, req, deadline)
 	if errors.Is(err, errTooLarge) || err == nil && resp.Truncated {
+		if !deadline.IsZero() {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, deadline)
+			defer cancel()
+		}
 		return p.tcp.exchange(ctx, req)
 	}
 	if err != nil {
@@ -60,57 +77,58 @@ func (p *plain) Exchange(ctx context.Context, req *dns.Msg) (*dns.Msg, error) {
 	return resp, nil
 }
 
-// exchangeUDP sends req from a new UDP socket and waits for its answer.
-// The socket is connected, so the kernel drops datagrams from any other
-// address; a datagram from the server that does not answer req (another
-// ID, not a response, another question, or not a DNS message) is counted
-// and ignored, and the wait goes on until the real answer or ctx's
-// deadline: a spoofed answer does not end the query.
+// exchangeUDP sends req over one of the server's UDP sockets (udp.go)
+// with a fresh random ID and waits for its answer, until ctx is done. A
+// datagram from the server that does not answer req is counted and
+// ignored by the socket's reader: a spoofed answer does not end the query.
 func (p *plain) exchangeUDP(ctx context.Context, req *dns.Msg) (*dns.Msg, error) {
-	id := dns.Id()
-	buf, err := pack(req, id)
-	if err != nil {
-		return nil, err
-	}
-	conn, err := p.dialUDP(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	stop := abortOnDone(ctx, conn)
-	defer stop()
-	if _, err := conn.Write(buf[2:]); err != nil {
-		return nil, ctxErr(ctx, err)
-	}
+	d, _ := ctx.Deadline()
+	return p.exchangeUDPBy(ctx, req, d)
+}
+
+// exchangeUDPBy is exchangeUDP ending at deadline too, unless it is zero,
+// with context.DeadlineExceeded. The waiter's timer is reused.
+func (p *plain) exchangeUDPBy(ctx context.Context, req *dns.Msg, deadline time.Time) (*dns.Msg, error) {
 	size := dns.MinMsgSize
 	if opt := req.IsEdns0(); opt != nil {
 		size = max(size, int(opt.UDPSize()))
 	}
-	// One byte more than advertised: a datagram that fills it is too large.
-	in := make([]byte, size+1)
-	for {
-		n, err := conn.Read(in)
+	w := p.udp.waiters.Get().(*udpWaiter)
+	defer p.udp.waiters.Put(w)
+	w.req, w.size = req, size
+	defer func() { w.req = nil }()
+	s, id, err := p.udp.acquire(w, time.Now())
+	if err != nil {
+		return nil, ctxErr(ctx, err)
+	}
+	wire, ok := appendQuery(w.buf[:], req, id)
+	if !ok {
+		buf, err := pack(req, id)
 		if err != nil {
-			return nil, ctxErr(ctx, err)
+			s.remove(id, w)
+			return nil, err
 		}
-		if n < 12 || binary.BigEndian.Uint16(in) != id {
-			p.mismatch() // not our answer: a stray or spoofed packet
-			continue
-		}
-		if n > size {
-			return nil, errTooLarge
-		}
-		resp := new(dns.Msg)
-		if err := resp.Unpack(in[:n]); err != nil {
-			p.mismatch()
-			continue
-		}
-		resp.Id = req.Id
-		if checkResponse(req, resp) != nil {
-			p.mismatch()
-			continue
-		}
-		return resp, nil
+		wire = buf[2:]
+	}
+	if _, err := s.conn.Write(wire); err != nil {
+		s.remove(id, w)
+		return nil, ctxErr(ctx, err)
+	}
+	var expired <-chan time.Time
+	if !deadline.IsZero() {
+		w.timer.Reset(time.Until(deadline))
+		defer w.timer.Stop()
+		expired = w.timer.C
+	}
+	select {
+	case r := <-w.ch:
+		return r.resp, r.err
+	case <-ctx.Done():
+		s.remove(id, w)
+		return nil, ctx.Err()
+	case <-expired:
+		s.remove(id, w)
+		return nil, context.DeadlineExceeded
 	}
 }
 
@@ -132,11 +150,15 @@ const (
 )
 
 // dialUDP returns a UDP socket connected to the server from a random
-// source port.
-func (p *plain) dialUDP(ctx context.Context) (net.Conn, error) {
+// source port. The server's address is an IP address and port (config
+// checks it), so dialing it makes no lookup.
+func (p *plain) dialUDP() (*net.UDPConn, error) {
+	raddr, err := net.ResolveUDPAddr("udp", p.addr)
+	if err != nil {
+		return nil, err
+	}
 	for range portTries {
-		d := net.Dialer{LocalAddr: &net.UDPAddr{Port: minPort + rand.IntN(maxPort-minPort+1)}}
-		conn, err := d.DialContext(ctx, "udp", p.addr)
+		conn, err := net.DialUDP("udp", &net.UDPAddr{Port: minPort + rand.IntN(maxPort-minPort+1)}, raddr)
 		if err == nil {
 			return conn, nil
 		}
@@ -144,17 +166,7 @@ func (p *plain) dialUDP(ctx context.Context) (net.Conn, error) {
 			return nil, err
 		}
 	}
-	return p.dialer.DialContext(ctx, "udp", p.addr)
-}
-
-// abortOnDone makes blocked reads and writes on conn return as soon as ctx
-// is done; a deadline of ctx is also set on conn. The returned function
-// stops watching ctx.
-func abortOnDone(ctx context.Context, conn net.Conn) (stop func() bool) {
-	if d, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(d)
-	}
-	return context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	return net.DialUDP("udp", nil, raddr)
 }
 
 // ctxErr returns ctx's error when ctx is done (the real reason a read or

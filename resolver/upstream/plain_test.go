@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -271,4 +272,49 @@ func closedPort(t *testing.T) string {
 	addr := l.Addr().String()
 	l.Close()
 	return addr
+}
+
+// TestAppendQuery: appendQuery writes a plain query as miekg/dns packs it,
+// and leaves any other message to pack.
+func TestAppendQuery(t *testing.T) {
+	noEDNS := new(dns.Msg)
+	noEDNS.SetQuestion("www.example.test.", dns.TypeAAAA)
+	do := query("MiXeD.example.test.")
+	do.IsEdns0().SetDo()
+	do.CheckingDisabled, do.AuthenticatedData = true, true
+	withOption := query("www.example.test.")
+	withOption.IsEdns0().Option = append(withOption.IsEdns0().Option, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0123456789abcdef"})
+	withAnswer := query("www.example.test.")
+	withAnswer.Answer = answerFor(withAnswer).Answer
+	for _, tt := range []struct {
+		name  string
+		req   *dns.Msg
+		plain bool
+	}{
+		{"edns", query("www.example.test."), true},
+		{"no edns", noEDNS, true},
+		{"do cd ad", do, true},
+		{"root", query("."), true},
+		{"escaped", query(`a\.b.example.test.`), true},
+		{"option", withOption, false},
+		{"answer", withAnswer, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf [512]byte
+			got, ok := appendQuery(buf[:], tt.req, 0x1234)
+			if ok != tt.plain {
+				t.Fatalf("appendQuery ok = %v, want %v", ok, tt.plain)
+			}
+			if !ok {
+				return
+			}
+			want, err := pack(tt.req, 0x1234)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want[2:]) {
+				t.Errorf("appendQuery\n%x\nwant\n%x", got, want[2:])
+			}
+		})
+	}
 }

@@ -38,6 +38,11 @@ type Pool struct {
 // every server fails, the last SERVFAIL or REFUSED answer is returned if
 // there was one, else the last error.
 func (p *Pool) Exchange(ctx context.Context, req *dns.Msg) (*dns.Msg, error) {
+	return p.exchange(ctx, req, time.Time{})
+}
+
+// exchange is Exchange, ending at budget too unless it is zero.
+func (p *Pool) exchange(ctx context.Context, req *dns.Msg, budget time.Time) (*dns.Msg, error) {
 	var buf [8]*endpoint
 	n := p.queries.Add(1) - 1
 	order := p.order(buf[:0], n)
@@ -45,7 +50,7 @@ func (p *Pool) Exchange(ctx context.Context, req *dns.Msg) (*dns.Msg, error) {
 	// Race the two best, unless only the first is up: then asking a down
 	// server at once would only add load.
 	if p.strategy == strategyParallel && len(order) > 1 && (!order[1].isDown() || order[0].isDown()) {
-		resp, err := p.race(ctx, req, order[0], order[1])
+		resp, err := p.race(ctx, req, order[0], order[1], budget)
 		if good(resp, err) {
 			p.measureOther(req, order[2:], n)
 			return resp, nil
@@ -56,11 +61,11 @@ func (p *Pool) Exchange(ctx context.Context, req *dns.Msg) (*dns.Msg, error) {
 		p.measureOther(req, order[1:], n)
 	}
 	for _, e := range order {
-		if ctx.Err() != nil {
-			last.note(nil, ctx.Err())
+		if err := spent(ctx, budget); err != nil {
+			last.note(nil, err)
 			break
 		}
-		resp, err := p.attempt(ctx, e, req)
+		resp, err := p.attempt(ctx, e, req, budget)
 		if good(resp, err) {
 			return resp, nil
 		}
@@ -107,6 +112,35 @@ func (o *outcome) result() (*dns.Msg, error) {
 	return nil, o.err
 }
 
+// spent returns ctx's error, or context.DeadlineExceeded once budget (unless
+// zero) has passed, or nil.
+func spent(ctx context.Context, budget time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !budget.IsZero() && !time.Now().Before(budget) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// deadliner is a Server that can bound an exchange by a deadline value,
+// without the timer of a context.WithDeadline: plain DNS over UDP, which
+// most misses take. It returns context.DeadlineExceeded at the deadline.
+type deadliner interface {
+	exchangeBy(ctx context.Context, req *dns.Msg, deadline time.Time) (*dns.Msg, error)
+}
+
+// exchangeBy asks s, bounded by ctx and by deadline.
+func exchangeBy(ctx context.Context, s Server, req *dns.Msg, deadline time.Time) (*dns.Msg, error) {
+	if d, ok := s.(deadliner); ok {
+		return d.exchangeBy(ctx, req, deadline)
+	}
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	return s.Exchange(ctx, req)
+}
+
 // attempt asks one server, bounded by the pool's timeout, checks that the
 // answer belongs to the question, sanitizes it, and records what it
 // learnt: metrics, health and latency. A server that answers FORMERR
@@ -115,17 +149,21 @@ func (o *outcome) result() (*dns.Msg, error) {
 // attempt abandoned by its caller (ctx done: the client's deadline, or the
 // other server won a parallel race) records nothing: it says nothing about
 // the server.
-func (p *Pool) attempt(ctx context.Context, e *endpoint, req *dns.Msg) (*dns.Msg, error) {
-	actx, cancel := context.WithTimeout(ctx, p.timeout)
-	defer cancel()
+//
+// The attempt also ends at budget, unless it is zero.
+func (p *Pool) attempt(ctx context.Context, e *endpoint, req *dns.Msg, budget time.Time) (*dns.Msg, error) {
 	start := time.Now()
-	resp, err := e.Exchange(actx, req)
+	deadline := start.Add(p.timeout)
+	if !budget.IsZero() && budget.Before(deadline) {
+		deadline = budget
+	}
+	resp, err := exchangeBy(ctx, e.Server, req, deadline)
 	if err == nil {
 		err = checkResponse(req, resp)
 	}
 	if err == nil && resp.Rcode == dns.RcodeFormatError && resp.IsEdns0() == nil && req.IsEdns0() != nil {
 		plain := withoutEDNS(req)
-		if resp, err = e.Exchange(actx, plain); err == nil {
+		if resp, err = exchangeBy(ctx, e.Server, plain, deadline); err == nil {
 			err = checkResponse(plain, resp)
 		}
 	}
@@ -133,8 +171,10 @@ func (p *Pool) attempt(ctx context.Context, e *endpoint, req *dns.Msg) (*dns.Msg
 		sanitize(req, resp, e.trustAD)
 	}
 	took := time.Since(start)
-	if err != nil && ctx.Err() != nil {
-		return nil, fmt.Errorf("upstream %s: %w", e.Name(), ctx.Err())
+	if err != nil {
+		if cerr := spent(ctx, budget); cerr != nil {
+			return nil, fmt.Errorf("upstream %s: %w", e.Name(), cerr)
+		}
 	}
 	var name string
 	if len(req.Question) > 0 {
@@ -156,7 +196,7 @@ func withoutEDNS(req *dns.Msg) *dns.Msg {
 
 // race asks a and b at once; the first good answer wins and the other
 // attempt is cancelled. When neither is good, the last outcome is returned.
-func (p *Pool) race(ctx context.Context, req *dns.Msg, a, b *endpoint) (*dns.Msg, error) {
+func (p *Pool) race(ctx context.Context, req *dns.Msg, a, b *endpoint, budget time.Time) (*dns.Msg, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // stops the loser
 	results := make(chan outcome, 2)
@@ -164,7 +204,7 @@ func (p *Pool) race(ctx context.Context, req *dns.Msg, a, b *endpoint) (*dns.Msg
 		// Each attempt packs its own copy: packing writes the OPT record.
 		q := req.Copy()
 		go func() {
-			resp, err := p.attempt(ctx, e, q)
+			resp, err := p.attempt(ctx, e, q, budget)
 			results <- outcome{resp, err}
 		}()
 	}
@@ -195,7 +235,7 @@ func (p *Pool) measureOther(req *dns.Msg, others []*endpoint, n uint64) {
 			continue
 		}
 		q := req.Copy()
-		p.mon.background(func(ctx context.Context) { p.attempt(ctx, e, q) })
+		p.mon.background(func(ctx context.Context) { p.attempt(ctx, e, q, time.Time{}) })
 		return
 	}
 }

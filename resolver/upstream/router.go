@@ -171,6 +171,13 @@ func (r *Router) Exchange(ctx context.Context, req *dns.Msg, name string) (*dns.
 	return r.Pool(name).Exchange(ctx, req)
 }
 
+// ExchangeWithin is Exchange ending at deadline too: a bound that costs no
+// timer of its own, where a context.WithDeadline would make one per query.
+// The error at the deadline is context.DeadlineExceeded.
+func (r *Router) ExchangeWithin(ctx context.Context, req *dns.Msg, name string, deadline time.Time) (*dns.Msg, error) {
+	return r.Pool(name).exchange(ctx, req, deadline)
+}
+
 // Up reports whether at least one server of the default pool is up (not
 // marked down by failures). It is cheap: readiness checks may call it on
 // every request.

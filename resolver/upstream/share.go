@@ -114,6 +114,7 @@ func Zone(name string) string {
 	if len(suffix) >= len(name) {
 		return name
 	}
+	// One label more than the suffix: a part of name, no new string.
 	rest := name[:len(name)-len(suffix)-1]
-	return rest[strings.LastIndexByte(rest, '.')+1:] + "." + suffix
+	return name[strings.LastIndexByte(rest, '.')+1:]
 }
