@@ -190,7 +190,7 @@ func (t *TLSServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	allowed := t.admit("doh", client)
 	sc := t.scratch.Get().(*encScratch)
-	fast := allowed && t.answerFast("doh", query, client, &ew.id, sc, ew.send)
+	fast := allowed && t.answerFast(source{transport: "doh", id: &ew.id, remote: addrPort(ew.remote), local: ew.local}, query, client, sc, ew.send)
 	t.scratch.Put(sc)
 	if !fast && !t.answer("doh", query, client, ew, allowed) {
 		http.Error(w, "malformed DNS query", http.StatusBadRequest)

@@ -195,7 +195,7 @@ func (t *TLSServer) serveDoQStream(c *quic.Conn, s *quic.Stream, client netip.Ad
 	}
 	allowed := t.admit("doq", client)
 	sc := t.scratch.Get().(*encScratch)
-	fast := allowed && t.answerFast("doq", buf, client, &id, sc, send)
+	fast := allowed && t.answerFast(source{transport: "doq", id: &id, remote: addrPort(c.RemoteAddr()), local: c.LocalAddr()}, buf, client, sc, send)
 	t.scratch.Put(sc)
 	if !fast {
 		w := &encWriter{local: c.LocalAddr(), remote: c.RemoteAddr(), id: id, send: send}

@@ -121,6 +121,7 @@ func (t *TLSServer) serveDoT(raw net.Conn) {
 	places := make(chan struct{}, t.maxInFlight)
 	var buf []byte // the query being read
 	var scratch encScratch
+	src := source{transport: "dot", id: &id, remote: addrPort(raw.RemoteAddr()), local: raw.LocalAddr()}
 	for {
 		t.mu.Lock()
 		if t.closing {
@@ -147,7 +148,7 @@ func (t *TLSServer) serveDoT(raw net.Conn) {
 			return // not a DNS client: do not read on
 		}
 		allowed := t.admit("dot", client)
-		if allowed && t.answerFast("dot", buf, client, &id, &scratch, send) {
+		if allowed && t.answerFast(src, buf, client, &scratch, send) {
 			continue // answered in this goroutine, as TCP's fast path is
 		}
 		query := bytes.Clone(buf)

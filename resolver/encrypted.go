@@ -397,13 +397,14 @@ type encScratch struct {
 	out  []byte
 }
 
-// answerFast answers the query in raw from client, received on transport
-// and admitted, from the fast path when it can (serveWire: the same
-// decision and answer as the full pipeline, for the device's identity),
-// padded as RFC 8467 asks, and hands the reply to send. It reports false,
-// having answered and counted nothing, when the query must take answer.
-func (t *TLSServer) answerFast(transport string, raw []byte, client netip.Addr, id *policy.Identity, sc *encScratch, send func([]byte) error) bool {
-	reply, ok := t.srv.handler.serveWire(raw, client, source{transport: transport, id: id}, sc.out[:0], &sc.fast)
+// answerFast answers the query in raw from client, received as src says
+// (transport, device identity, addresses) and admitted, from the fast path
+// when it can (serveWire: the same decision and answer as the full
+// pipeline, for the device's identity), padded as RFC 8467 asks, and hands
+// the reply to send. It reports false, having answered and counted
+// nothing, when the query must take answer.
+func (t *TLSServer) answerFast(src source, raw []byte, client netip.Addr, sc *encScratch, send func([]byte) error) bool {
+	reply, ok := t.srv.handler.serveWire(raw, client, src, sc.out[:0], &sc.fast)
 	if !ok {
 		return false
 	}

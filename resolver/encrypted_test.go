@@ -964,7 +964,7 @@ func TestEncryptedFastPathAnswersAsServeDNS(t *testing.T) {
 				}
 				var fastBytes []byte
 				id := who.id
-				if !e.tls.answerFast("dot", raw, client, &id, &sc, func(b []byte) error { fastBytes = bytes.Clone(b); return nil }) {
+				if !e.tls.answerFast(source{transport: "dot", id: &id}, raw, client, &sc, func(b []byte) error { fastBytes = bytes.Clone(b); return nil }) {
 					t.Errorf("%s: not answered by the fast path", what)
 					continue
 				}

@@ -42,11 +42,6 @@ type fastScratch struct {
 // bounded by the client's payload size; the padding of encrypted
 // transports is theirs to add.
 func (h *Handler) serveWire(raw []byte, client netip.Addr, src source, out []byte, s *fastScratch) ([]byte, bool) {
-	if h.dnstap.Load() != nil {
-		// dnstap reports the ports and the local address, which the fast
-		// path does not have: every query takes ServeDNS (observe.go).
-		return out, false
-	}
 	start := time.Now()
 	var q wireQuery
 	if !parseWire(raw, &q, s.name[:0]) {
@@ -77,6 +72,9 @@ func (h *Handler) serveWire(raw []byte, client netip.Addr, src source, out []byt
 		return out, false
 	}
 	h.observe(st, &d, client, src, question{raw: raw}, int(reply[len(out)+3]&0xF), start)
+	if dt := h.dnstap.Load(); dt != nil {
+		tapWire(dt, &d, src, raw, reply[len(out):], start)
+	}
 	return reply, true
 }
 

@@ -1,6 +1,7 @@
 package resolver
 
 import (
+	"bytes"
 	"encoding/binary"
 	"net"
 	"net/netip"
@@ -45,10 +46,14 @@ func (h *Handler) install(st *State) {
 }
 
 // source is how a query came: its transport and, on the encrypted
-// transports, the client's identity (nil on UDP and TCP).
+// transports, the client's identity (nil on UDP and TCP). The fast path's
+// sources also carry the query's addresses, for dnstap: the client's
+// (remote) and the server's (local; nil when not known).
 type source struct {
 	transport string // "udp", "tcp", "dot", "doh" or "doq"
 	id        *policy.Identity
+	remote    netip.AddrPort
+	local     net.Addr
 }
 
 // sourceOf returns the source of a query answered through w; udp says
@@ -154,9 +159,8 @@ func (q question) nameType() (string, uint16) {
 
 // SetDnstap makes the handler send every query to the dnstap writer dt
 // (nil: no dnstap) and returns the writer it used before, which the caller
-// closes. While dnstap is on, every query is answered through ServeDNS,
-// which knows the ports and the local address the messages carry, not the
-// fast path.
+// closes. Queries answered by the fast path are sent from their bytes
+// (tapWire), the others from their dns.Msg (tapWriter).
 func (h *Handler) SetDnstap(dt *dnstap.Writer) *dnstap.Writer {
 	return h.dnstap.Swap(dt)
 }
@@ -200,7 +204,7 @@ func (w *tapWriter) send(d *policy.Decision, src source, req *dns.Msg, start tim
 	if w == nil {
 		return
 	}
-	m := dnstap.Message{
+	w.dt.Send(&dnstap.Message{
 		Kind:         dnstap.Client,
 		Transport:    src.transport,
 		Client:       addrPort(w.RemoteAddr()),
@@ -210,20 +214,42 @@ func (w *tapWriter) send(d *policy.Decision, src source, req *dns.Msg, start tim
 		QueryMsg:     req,
 		Response:     w.raw,
 		ResponseMsg:  w.msg,
-		Decision: dnstap.Decision{
-			Action:   d.Action.String(),
-			App:      d.App(),
-			Rule:     d.Match.Rule,
-			Via:      d.Via.String(),
-			Found:    d.Found,
-			ClientID: src.clientID(),
-			Cert:     src.cert(),
-		},
+		Decision:     tapDecision(d, src),
+	})
+}
+
+// tapWire queues the CLIENT_QUERY and CLIENT_RESPONSE messages of a query
+// the fast path answered: raw, from src, and its reply, both copied (the
+// buffers are the server's), answered as d decided.
+func tapWire(dt *dnstap.Writer, d *policy.Decision, src source, raw, reply []byte, start time.Time) {
+	dt.Send(&dnstap.Message{
+		Kind:         dnstap.Client,
+		Transport:    src.transport,
+		Client:       netip.AddrPortFrom(src.remote.Addr().Unmap(), src.remote.Port()),
+		Server:       addrPort(src.local),
+		QueryTime:    start,
+		ResponseTime: time.Now(),
+		Query:        bytes.Clone(raw),
+		Response:     bytes.Clone(reply),
+		Decision:     tapDecision(d, src),
+	})
+}
+
+// tapDecision is d as the dnstap messages' extra field carries it.
+func tapDecision(d *policy.Decision, src source) dnstap.Decision {
+	td := dnstap.Decision{
+		Action:   d.Action.String(),
+		App:      d.App(),
+		Rule:     d.Match.Rule,
+		Via:      d.Via.String(),
+		Found:    d.Found,
+		ClientID: src.clientID(),
+		Cert:     src.cert(),
 	}
 	if d.Group != nil {
-		m.Decision.Group = d.Group.Name
+		td.Group = d.Group.Name
 	}
-	w.dt.Send(&m)
+	return td
 }
 
 // tapForwarder queues the FORWARDER_QUERY and FORWARDER_RESPONSE messages

@@ -257,6 +257,7 @@ func (s *Server) serveTCPConn(tc *tcpConn, client netip.Addr) {
 	places := make(chan struct{}, s.maxTCPInFlight)
 	var out []byte
 	var scratch fastScratch
+	src := source{transport: "tcp", remote: addrPort(c.RemoteAddr()), local: c.LocalAddr()}
 	for q := 0; ; q++ {
 		if max := s.settings().MaxTCPQueriesPerConnection; max > 0 && q >= max && !bufferedMessage(r) {
 			graceful = true
@@ -279,7 +280,7 @@ func (s *Server) serveTCPConn(tc *tcpConn, client netip.Addr) {
 		limited := false
 		if !s.allow(client) {
 			limited = true
-		} else if reply, ok := s.handler.serveWire(raw, client, source{transport: "tcp"}, out[:0], &scratch); ok {
+		} else if reply, ok := s.handler.serveWire(raw, client, src, out[:0], &scratch); ok {
 			out = reply[:0]
 			r.Discard(2 + len(raw))
 			if _, err := w.Write(reply); err != nil {

@@ -173,7 +173,7 @@ func (s *Server) udpPacket(u udpSocket, raw []byte, peer udpPeer, out []byte, sc
 		s.drop(client, errRateLimit)
 		return out, false
 	}
-	if reply, ok := s.handler.serveWire(raw, client, source{transport: "udp"}, out, scratch); ok {
+	if reply, ok := s.handler.serveWire(raw, client, source{transport: "udp", remote: peer.addr, local: u.conn.LocalAddr()}, out, scratch); ok {
 		return reply, true
 	}
 	if !s.udpPlaces.take() {
