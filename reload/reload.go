@@ -160,6 +160,12 @@ func (r *Reloader) Reload(reason string) (err error) {
 		err = r.opts.Install(p)
 	}
 	if err != nil {
+		// Counted before it is logged: whoever reads the log line then
+		// finds the metric already counted.
+		if m := r.opts.Metrics; m != nil {
+			m.Reloads.WithLabelValues("failure").Inc()
+			m.LastReloadOK.Set(0)
+		}
 		problems := strings.Split(err.Error(), "\n")
 		for _, line := range problems {
 			r.log.Error("reload failed", "reason", reason, "err", line)
@@ -172,10 +178,6 @@ func (r *Reloader) Reload(reason string) (err error) {
 			r.watcher.Watch(append(files, missingFiles(err)...), globs)
 		}
 		r.inputs = 0
-		if m := r.opts.Metrics; m != nil {
-			m.Reloads.WithLabelValues("failure").Inc()
-			m.LastReloadOK.Set(0)
-		}
 		return err
 	}
 	for _, w := range p.Warnings {
