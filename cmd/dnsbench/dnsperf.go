@@ -35,7 +35,8 @@ type loadResult struct {
 	rcodes               map[string]int64
 	avgUS, p50US, p99US  float64 // latency in µs; p50 and p99 from flood only
 	reconnects           int64   // dnsperf over TCP, DoT and DoH
-	genUSPerQuery        float64 // flood: the generator's own CPU per answer
+	genUSPerQuery        float64 // flood, go-doh: the generator's own CPU per answer
+	firstLoss            error   // go-doh: why the first query lost was
 }
 
 // dnsperf runs dnsperf for r.
@@ -48,9 +49,6 @@ func (o options) dnsperf(ctx context.Context, r genRun) (loadResult, error) {
 		"-c", strconv.Itoa(r.clients), "-l", seconds(r.d)}
 	if r.mode != "udp" {
 		args = append(args, "-m", r.mode)
-	}
-	if r.mode == "doh" {
-		args = append(args, "-O", "doh-uri=https://"+tlsName+":"+port+"/dns-query")
 	}
 	if r.source != "" {
 		args = append(args, "-a", r.source)

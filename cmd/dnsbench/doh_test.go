@@ -1,0 +1,232 @@
+package main
+
+import (
+	"crypto/tls"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// TestParseQueries: dnsperf's query files become queries with ID 0, RD
+// set and one question; bad lines fail with their number.
+func TestParseQueries(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		want     []dns.Question // nil: an error
+	}{
+		{"hot", "n000.bench.test A\nn001.bench.test A\n", []dns.Question{
+			{Name: "n000.bench.test.", Qtype: dns.TypeA, Qclass: dns.ClassINET},
+			{Name: "n001.bench.test.", Qtype: dns.TypeA, Qclass: dns.ClassINET}}},
+		{"types", "www.tiktok.com AAAA\nh1.tiktokv.com https\nx.test.\n", []dns.Question{
+			{Name: "www.tiktok.com.", Qtype: dns.TypeAAAA, Qclass: dns.ClassINET},
+			{Name: "h1.tiktokv.com.", Qtype: dns.TypeHTTPS, Qclass: dns.ClassINET},
+			{Name: "x.test.", Qtype: dns.TypeA, Qclass: dns.ClassINET}}},
+		{"blank lines and comments", "\n# hot\n  \nn000.bench.test A\n", []dns.Question{
+			{Name: "n000.bench.test.", Qtype: dns.TypeA, Qclass: dns.ClassINET}}},
+		{"unknown type", "n000.bench.test BOGUS\n", nil},
+		{"bad name", "a..b A\n", nil},
+		{"empty", "\n", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			qs, err := parseQueries(strings.NewReader(tc.in))
+			if (err == nil) != (tc.want != nil) {
+				t.Fatalf("parseQueries: %v", err)
+			}
+			if len(qs) != len(tc.want) {
+				t.Fatalf("%d queries, want %d", len(qs), len(tc.want))
+			}
+			for i, b := range qs {
+				var m dns.Msg
+				if err := m.Unpack(b); err != nil {
+					t.Fatal(err)
+				}
+				if m.Id != 0 || !m.RecursionDesired || m.Response || len(m.Question) != 1 || m.Question[0] != tc.want[i] || m.IsEdns0() != nil {
+					t.Errorf("query %d: %v", i, &m)
+				}
+			}
+		})
+	}
+}
+
+// TestDoHRcode: an answer counts only with status 200 over HTTP/2 and a
+// DNS response as its body; its rcode is the header's.
+func TestDoHRcode(t *testing.T) {
+	reply := func(rcode int) []byte {
+		m := new(dns.Msg)
+		m.SetQuestion("n000.bench.test.", dns.TypeA)
+		m.Id = 0
+		r := new(dns.Msg)
+		r.SetRcode(m, rcode)
+		b, _ := r.Pack()
+		return b
+	}
+	query, _ := new(dns.Msg).SetQuestion("n000.bench.test.", dns.TypeA).Pack()
+	for _, tc := range []struct {
+		name          string
+		status, proto int
+		body          []byte
+		rcode         int
+		ok            bool
+	}{
+		{"NOERROR", 200, 2, reply(dns.RcodeSuccess), dns.RcodeSuccess, true},
+		{"NXDOMAIN", 200, 2, reply(dns.RcodeNameError), dns.RcodeNameError, true},
+		{"SERVFAIL", 200, 2, reply(dns.RcodeServerFailure), dns.RcodeServerFailure, true},
+		{"status 415", 415, 2, reply(dns.RcodeSuccess), 0, false},
+		{"HTTP/1.1", 200, 1, reply(dns.RcodeSuccess), 0, false},
+		{"short body", 200, 2, []byte{0, 0, 0x81}, 0, false},
+		{"empty body", 200, 2, nil, 0, false},
+		{"a query", 200, 2, query, 0, false},
+		{"too long", 200, 2, make([]byte, dns.MaxMsgSize+1), 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rcode, err := dohRcode(tc.status, tc.proto, tc.body)
+			if (err == nil) != tc.ok || (tc.ok && rcode != tc.rcode) {
+				t.Errorf("dohRcode = %d, %v; want %d, ok %v", rcode, err, tc.rcode, tc.ok)
+			}
+		})
+	}
+}
+
+// dohServer is a DoH server on loopback (net/http over HTTP/2 with the
+// bench's certificate) that answers names under "blocked." NXDOMAIN and
+// every other name NOERROR, and never answers names under "drop." (the
+// client gives up). It counts the connections the queries came on.
+type dohServer struct {
+	*httptest.Server
+	mu    sync.Mutex
+	conns map[string]bool // RemoteAddr
+	proto map[int]int     // queries by HTTP major version
+}
+
+func startDoHServer(t *testing.T, certs tlsFiles) *dohServer {
+	t.Helper()
+	pair, err := tls.LoadX509KeyPair(certs.cert, certs.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &dohServer{conns: map[string]bool{}, proto: map[int]int{}}
+	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.conns[r.RemoteAddr] = true
+		s.proto[r.ProtoMajor]++
+		s.mu.Unlock()
+		body, err := io.ReadAll(r.Body)
+		if r.Method != http.MethodPost || r.URL.Path != dohPath || r.Header.Get("Content-Type") != dohMedia || err != nil {
+			http.Error(w, "bad request", http.StatusBadRequest)
+			return
+		}
+		var q dns.Msg
+		if err := q.Unpack(body); err != nil || len(q.Question) != 1 {
+			http.Error(w, "bad query", http.StatusBadRequest)
+			return
+		}
+		name := q.Question[0].Name
+		if dns.IsSubDomain("drop.", name) {
+			<-r.Context().Done() // the client cancels
+			return
+		}
+		m := new(dns.Msg)
+		m.SetReply(&q)
+		if dns.IsSubDomain("blocked.", name) {
+			m.Rcode = dns.RcodeNameError
+		} else {
+			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: []byte{192, 0, 2, 1}})
+		}
+		b, _ := m.Pack()
+		w.Header().Set("Content-Type", dohMedia)
+		w.Write(b)
+	}))
+	s.EnableHTTP2 = true
+	s.TLS = &tls.Config{Certificates: []tls.Certificate{pair}}
+	s.StartTLS()
+	t.Cleanup(s.Close)
+	return s
+}
+
+// TestDoHGen: the generator against a DoH server on loopback: an open loop
+// and a closed loop over three HTTP/2 connections of their own, every
+// query answered and counted by rcode; queries without an answer are lost
+// after the timeout, and a run still ends.
+func TestDoHGen(t *testing.T) {
+	certs, err := writeCert(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	qs, err := parseQueries(strings.NewReader("a.test A\nb.test AAAA\nx.blocked A\nc.test A\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	drop, err := parseQueries(strings.NewReader("a.test A\nx.drop A\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		queries [][]byte
+		rate    int
+		lossy   bool
+	}{
+		{"open loop", qs, 400, false},
+		{"closed loop", qs, 0, false},
+		{"open loop, lost", drop, 200, true},
+		{"closed loop, lost", drop, 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startDoHServer(t, certs)
+			g := dohGen{addr: srv.Listener.Addr().String(), roots: certs.roots, clients: 3, streams: 4, timeout: 200 * time.Millisecond}
+			if tc.lossy {
+				g.timeout = 50 * time.Millisecond
+			}
+			res, err := g.run(t.Context(), tc.queries, tc.rate, 300*time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.sent == 0 || res.answered+res.lost != res.sent || res.qps <= 0 || res.p50US <= 0 || res.p99US < res.p50US {
+				t.Errorf("result %+v", res)
+			}
+			if tc.lossy {
+				// Every other query is never answered, and the queries go
+				// in turn across the connections.
+				if res.lost == 0 || res.firstLoss == nil || res.rcodes["NOERROR"] != res.answered {
+					t.Errorf("lost %d of %d (%v), rcodes %v", res.lost, res.sent, res.firstLoss, res.rcodes)
+				}
+			} else {
+				if res.lost != 0 || res.firstLoss != nil {
+					t.Errorf("lost %d of %d: %v", res.lost, res.sent, res.firstLoss)
+				}
+				// One query in four is blocked, in turn.
+				if nx := res.rcodes["NXDOMAIN"]; res.rcodes["NOERROR"]+nx != res.answered || nx < res.answered/4-1 || nx > res.answered/4+1 {
+					t.Errorf("rcodes %v of %d answered", res.rcodes, res.answered)
+				}
+			}
+			srv.mu.Lock()
+			defer srv.mu.Unlock()
+			if len(srv.conns) != g.clients || srv.proto[1] != 0 || srv.proto[2] == 0 {
+				t.Errorf("%d connections, queries by HTTP version %v; want %d connections, HTTP/2 only", len(srv.conns), srv.proto, g.clients)
+			}
+		})
+	}
+}
+
+// TestDoHGenNoServer: a run fails at once, with the reason, when the
+// server does not answer the first query of a connection.
+func TestDoHGenNoServer(t *testing.T) {
+	certs, err := writeCert(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := startDoHServer(t, certs)
+	addr := srv.Listener.Addr().String()
+	srv.Close() // nothing listens on addr now
+	qs, _ := parseQueries(strings.NewReader("a.test A\n"))
+	g := dohGen{addr: addr, roots: certs.roots, clients: 2, streams: 1, timeout: 200 * time.Millisecond}
+	if _, err := g.run(t.Context(), qs, 0, 100*time.Millisecond); err == nil || !strings.Contains(err.Error(), "first query") {
+		t.Errorf("run without a server: %v", err)
+	}
+}
