@@ -26,6 +26,7 @@ type genRun struct {
 	verbose bool   // dnsperf: a line per query (-v), for the percentiles
 	cpus    string // taskset -c
 	clients int    // sockets or connections
+	method  string // go-doh: GET or POST
 }
 
 // loadResult is what a load generator reports of one run.

@@ -2,6 +2,8 @@ package main
 
 import (
 	"crypto/tls"
+	"encoding/base64"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -99,25 +101,39 @@ func TestDoHRcode(t *testing.T) {
 // client gives up). It counts the connections the queries came on.
 type dohServer struct {
 	*httptest.Server
-	mu    sync.Mutex
-	conns map[string]bool // RemoteAddr
-	proto map[int]int     // queries by HTTP major version
+	mu      sync.Mutex
+	conns   map[string]bool // RemoteAddr
+	proto   map[int]int     // queries by HTTP major version
+	methods map[string]int  // queries by method
 }
 
-func startDoHServer(t *testing.T, certs tlsFiles) *dohServer {
+func startDoHServer(t testing.TB, certs tlsFiles) *dohServer {
 	t.Helper()
 	pair, err := tls.LoadX509KeyPair(certs.cert, certs.key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &dohServer{conns: map[string]bool{}, proto: map[int]int{}}
+	s := &dohServer{conns: map[string]bool{}, proto: map[int]int{}, methods: map[string]int{}}
 	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.conns[r.RemoteAddr] = true
 		s.proto[r.ProtoMajor]++
+		s.methods[r.Method]++
 		s.mu.Unlock()
-		body, err := io.ReadAll(r.Body)
-		if r.Method != http.MethodPost || r.URL.Path != dohPath || r.Header.Get("Content-Type") != dohMedia || err != nil {
+		var body []byte
+		var err error
+		switch r.Method {
+		case http.MethodGet:
+			body, err = base64.RawURLEncoding.DecodeString(r.URL.Query().Get("dns"))
+		case http.MethodPost:
+			body, err = io.ReadAll(r.Body)
+			if r.Header.Get("Content-Type") != dohMedia {
+				err = errors.New("content type")
+			}
+		default:
+			err = errors.New("method")
+		}
+		if r.URL.Path != dohPath || r.Header.Get("Accept") != dohMedia || err != nil {
 			http.Error(w, "bad request", http.StatusBadRequest)
 			return
 		}
@@ -168,18 +184,21 @@ func TestDoHGen(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name    string
+		method  string
 		queries [][]byte
 		rate    int
 		lossy   bool
 	}{
-		{"open loop", qs, 400, false},
-		{"closed loop", qs, 0, false},
-		{"open loop, lost", drop, 200, true},
-		{"closed loop, lost", drop, 0, true},
+		{"open loop", "GET", qs, 400, false},
+		{"closed loop", "GET", qs, 0, false},
+		{"open loop, POST", "POST", qs, 400, false},
+		{"closed loop, POST", "POST", qs, 0, false},
+		{"open loop, lost", "GET", drop, 200, true},
+		{"closed loop, lost", "POST", drop, 0, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := startDoHServer(t, certs)
-			g := dohGen{addr: srv.Listener.Addr().String(), roots: certs.roots, clients: 3, streams: 4, timeout: 200 * time.Millisecond}
+			g := dohGen{method: tc.method, addr: srv.Listener.Addr().String(), roots: certs.roots, clients: 3, streams: 4, timeout: 200 * time.Millisecond}
 			if tc.lossy {
 				g.timeout = 50 * time.Millisecond
 			}
@@ -207,8 +226,9 @@ func TestDoHGen(t *testing.T) {
 			}
 			srv.mu.Lock()
 			defer srv.mu.Unlock()
-			if len(srv.conns) != g.clients || srv.proto[1] != 0 || srv.proto[2] == 0 {
-				t.Errorf("%d connections, queries by HTTP version %v; want %d connections, HTTP/2 only", len(srv.conns), srv.proto, g.clients)
+			if len(srv.conns) != g.clients || srv.proto[1] != 0 || srv.proto[2] == 0 || len(srv.methods) != 1 || srv.methods[tc.method] == 0 {
+				t.Errorf("%d connections, queries by HTTP version %v, methods %v; want %d connections, HTTP/2 only, %s only",
+					len(srv.conns), srv.proto, srv.methods, g.clients, tc.method)
 			}
 		})
 	}
@@ -228,5 +248,38 @@ func TestDoHGenNoServer(t *testing.T) {
 	g := dohGen{addr: addr, roots: certs.roots, clients: 2, streams: 1, timeout: 200 * time.Millisecond}
 	if _, err := g.run(t.Context(), qs, 0, 100*time.Millisecond); err == nil || !strings.Contains(err.Error(), "first query") {
 		t.Errorf("run without a server: %v", err)
+	}
+}
+
+// BenchmarkDoHExchange: one query and its answer over one HTTP/2
+// connection to the test server in the same process, 10 streams at once,
+// GET and POST; the figures are the client's and the server's together.
+func BenchmarkDoHExchange(b *testing.B) {
+	certs, err := writeCert(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := startDoHServer(b, certs)
+	qs, _ := parseQueries(strings.NewReader("n000.bench.test A\n"))
+	for _, method := range []string{"GET", "POST"} {
+		b.Run(method, func(b *testing.B) {
+			g := dohGen{method: method, addr: srv.Listener.Addr().String(), roots: certs.roots, clients: 1, timeout: time.Second}
+			c := &dohConn{t: g.transport()}
+			defer c.t.CloseIdleConnections()
+			url := "https://" + tlsName + ":" + port(g.addr) + dohPath
+			if _, err := g.exchange(b.Context(), c, url, qs[0]); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.SetParallelism(10)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := g.exchange(b.Context(), c, url, qs[0]); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
 	}
 }

@@ -6,6 +6,7 @@
 //	dnsbench -appfence bin/appfence [-unbound unbound] [-coredns coredns]
 //	         [-workloads all] [-duration 10s] [-runs 3] [-markdown FILE]
 //	         [-tools ../shared/tools] [-server-cpu 1] [-client-cpu 0]
+//	         [-doh-method GET]
 //
 // The bench runs pinned to -client-cpu: the synthetic upstream (package
 // synthetic), the load generators and the TLS handshake client are there.
@@ -72,6 +73,7 @@ type options struct {
 	duration, warmup                       time.Duration
 	runs, clients, dnsperfMax, hsWorkers   int
 	serverCPU, clientCPU                   string
+	dohMethod                              string // go-doh: GET or POST
 }
 
 func run(args []string, out io.Writer) int {
@@ -90,6 +92,7 @@ func run(args []string, out io.Writer) int {
 	fs.IntVar(&o.clients, "clients", 20, "generator sockets or connections (dnsperf -c, flood -c, go-doh connections)")
 	fs.IntVar(&o.dnsperfMax, "dnsperf-max", 100000, "fixed rates above this (qps) are offered by flood, not dnsperf")
 	fs.IntVar(&o.hsWorkers, "handshake-workers", 16, "parallel connections of the TLS handshake client")
+	fs.StringVar(&o.dohMethod, "doh-method", "GET", "go-doh's HTTP method: GET (?dns=) or POST (application/dns-message)")
 	fs.StringVar(&o.serverCPU, "server-cpu", "1", "CPU the servers are pinned to (taskset -c)")
 	fs.StringVar(&o.clientCPU, "client-cpu", "0", "CPU of the bench, its upstream and the generators (taskset -c)")
 	if err := fs.Parse(args); err != nil {
@@ -97,6 +100,10 @@ func run(args []string, out io.Writer) int {
 	}
 	if _, _, err := selectWorkloads(o.workloads); err != nil {
 		fmt.Fprintln(out, "dnsbench:", err)
+		return 2
+	}
+	if o.dohMethod = strings.ToUpper(o.dohMethod); o.dohMethod != "GET" && o.dohMethod != "POST" {
+		fmt.Fprintf(out, "dnsbench: -doh-method %s: GET or POST\n", o.dohMethod)
 		return 2
 	}
 	if err := pinSelf(o.clientCPU, args); err != nil {
@@ -392,13 +399,13 @@ func (b *bencher) measure(ctx context.Context, t test, s server, p *process) (me
 	}
 	if t.w.mode == "doh" {
 		// dnsperf -m doh loses answers of Go's HTTP/2 servers (doh.go).
-		gen = dohGenName
+		gen, r.method = dohGenName+" "+b.o.dohMethod, b.o.dohMethod
 	}
 	var res loadResult
 	switch gen {
 	case "flood":
 		res, err = b.o.flood(ctx, r)
-	case dohGenName:
+	case dohGenName + " " + b.o.dohMethod:
 		res, err = doh(ctx, r, b.certs.roots)
 	default:
 		res, err = b.o.dnsperf(ctx, r)
