@@ -315,8 +315,8 @@ func (g dohGen) pace(ctx context.Context, c *dohConn, first, end time.Time, inte
 //
 // GET is the default: Go's HTTP/2 client writes (and encrypts, and sends)
 // a POST's HEADERS and DATA frames one at a time, a GET's single HEADERS
-// frame once, which nearly halves the generator's CPU per query
-// (BenchmarkDoHExchange).
+// frame once: 91 allocations against 102, and about 15% less CPU per
+// query for client and server together (BenchmarkDoHExchange).
 func (g dohGen) exchange(ctx context.Context, c *dohConn, url string, q []byte) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
