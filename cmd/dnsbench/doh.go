@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -195,27 +196,27 @@ func (s *dohStats) loss(err error) {
 // in a closed loop when rate is 0. Every connection is opened, and must
 // speak HTTP/2, before the clock starts; the answers still outstanding at
 // the end are waited for (g.timeout at most).
-func (g dohGen) run(ctx context.Context, queries [][]byte, rate int, d time.Duration) (loadResult, error) {
-	url := "https://" + tlsName + ":" + port(g.addr) + dohPath
+func (g dohGen) run(ctx context.Context, wire [][]byte, rate int, d time.Duration) (loadResult, error) {
+	queries := g.requests(wire)
 	conns := make([]*dohConn, g.clients)
 	for i := range conns {
 		conns[i] = &dohConn{t: g.transport(), slots: make(chan struct{}, max(g.streams, 1))}
 		defer conns[i].t.CloseIdleConnections()
 	}
 	for _, c := range conns {
-		if _, err := g.exchange(ctx, c, url, queries[0]); err != nil {
+		if _, err := g.exchange(ctx, c, queries[0]); err != nil {
 			return loadResult{}, fmt.Errorf("%s: first query: %w", dohGenName, err)
 		}
 	}
 
 	st := &dohStats{rcodes: map[string]int64{}}
 	var next atomic.Uint64 // the next query, in turn across the connections
-	query := func() []byte { return queries[(next.Add(1)-1)%uint64(len(queries))] }
+	query := func() dohQuery { return queries[(next.Add(1)-1)%uint64(len(queries))] }
 	one := func(c *dohConn) {
 		q := query()
 		st.sent.Add(1)
 		start := time.Now()
-		rcode, err := g.exchange(ctx, c, url, q)
+		rcode, err := g.exchange(ctx, c, q)
 		if err != nil {
 			st.loss(err)
 			return
@@ -309,31 +310,49 @@ func (g dohGen) pace(ctx context.Context, c *dohConn, first, end time.Time, inte
 	}
 }
 
+// dohQuery is a query and the request that asks it, made once for a run
+// and copied for every exchange. Its URL and header are shared by the
+// copies: the transport only reads them.
+type dohQuery struct {
+	wire []byte
+	req  *http.Request
+}
+
+// requests makes the request of every query: GET /dns-query?dns= with the
+// query in base64url, or POST /dns-query with it as the body.
+func (g dohGen) requests(wire [][]byte) []dohQuery {
+	base := url.URL{Scheme: "https", Host: tlsName + ":" + port(g.addr), Path: dohPath}
+	header := http.Header{"Accept": {dohMedia}}
+	post := http.Header{"Accept": {dohMedia}, "Content-Type": {dohMedia}}
+	qs := make([]dohQuery, len(wire))
+	for i, q := range wire {
+		u := base
+		req := &http.Request{Method: http.MethodGet, URL: &u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: header, Host: u.Host}
+		if g.method == http.MethodPost {
+			req.Method, req.Header, req.ContentLength = http.MethodPost, post, int64(len(q))
+		} else {
+			u.RawQuery = "dns=" + base64.RawURLEncoding.EncodeToString(q)
+		}
+		qs[i] = dohQuery{wire: q, req: req}
+	}
+	return qs
+}
+
 // exchange asks q on c (g.method) and returns the answer's rcode; an
 // error is a query lost: no answer within g.timeout, a status other than
 // 200, not HTTP/2, or a body that is no DNS response.
 //
 // GET is the default: Go's HTTP/2 client writes (and encrypts, and sends)
 // a POST's HEADERS and DATA frames one at a time, a GET's single HEADERS
-// frame once: 91 allocations against 102, and about 15% less CPU per
+// frame once: 84 allocations against 96, and about a quarter less CPU per
 // query for client and server together (BenchmarkDoHExchange).
-func (g dohGen) exchange(ctx context.Context, c *dohConn, url string, q []byte) (int, error) {
+func (g dohGen) exchange(ctx context.Context, c *dohConn, q dohQuery) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
-	var req *http.Request
-	var err error
-	if g.method == http.MethodPost {
-		req, err = http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(q))
-		if err == nil {
-			req.Header.Set("Content-Type", dohMedia)
-		}
-	} else {
-		req, err = http.NewRequestWithContext(ctx, http.MethodGet, url+"?dns="+base64.RawURLEncoding.EncodeToString(q), nil)
+	req := q.req.WithContext(ctx) // a copy: the body is this request's
+	if q.req.Method == http.MethodPost {
+		req.Body = io.NopCloser(bytes.NewReader(q.wire))
 	}
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Accept", dohMedia)
 	resp, err := c.t.RoundTrip(req)
 	if err != nil {
 		return 0, err

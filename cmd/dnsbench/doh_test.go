@@ -266,15 +266,15 @@ func BenchmarkDoHExchange(b *testing.B) {
 			g := dohGen{method: method, addr: srv.Listener.Addr().String(), roots: certs.roots, clients: 1, timeout: time.Second}
 			c := &dohConn{t: g.transport()}
 			defer c.t.CloseIdleConnections()
-			url := "https://" + tlsName + ":" + port(g.addr) + dohPath
-			if _, err := g.exchange(b.Context(), c, url, qs[0]); err != nil {
+			q := g.requests(qs)[0]
+			if _, err := g.exchange(b.Context(), c, q); err != nil {
 				b.Fatal(err)
 			}
 			b.ReportAllocs()
 			b.SetParallelism(10)
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					if _, err := g.exchange(b.Context(), c, url, qs[0]); err != nil {
+					if _, err := g.exchange(b.Context(), c, q); err != nil {
 						b.Error(err)
 						return
 					}
