@@ -105,6 +105,11 @@ type dohServer struct {
 	conns   map[string]bool // RemoteAddr
 	proto   map[int]int     // queries by HTTP major version
 	methods map[string]int  // queries by method
+	// Names under "slow." are answered after slow; inFlight and most
+	// count the queries being answered at once on each connection.
+	slow     time.Duration
+	inFlight map[string]int
+	most     int
 }
 
 func startDoHServer(t testing.TB, certs tlsFiles) *dohServer {
@@ -113,7 +118,7 @@ func startDoHServer(t testing.TB, certs tlsFiles) *dohServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &dohServer{conns: map[string]bool{}, proto: map[int]int{}, methods: map[string]int{}}
+	s := &dohServer{conns: map[string]bool{}, proto: map[int]int{}, methods: map[string]int{}, inFlight: map[string]int{}}
 	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.conns[r.RemoteAddr] = true
@@ -143,6 +148,16 @@ func startDoHServer(t testing.TB, certs tlsFiles) *dohServer {
 			return
 		}
 		name := q.Question[0].Name
+		if dns.IsSubDomain("slow.", name) {
+			s.mu.Lock()
+			s.inFlight[r.RemoteAddr]++
+			s.most = max(s.most, s.inFlight[r.RemoteAddr])
+			s.mu.Unlock()
+			time.Sleep(s.slow)
+			s.mu.Lock()
+			s.inFlight[r.RemoteAddr]--
+			s.mu.Unlock()
+		}
 		if dns.IsSubDomain("drop.", name) {
 			<-r.Context().Done() // the client cancels
 			return
@@ -281,5 +296,28 @@ func BenchmarkDoHExchange(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// TestDoHGenOutstanding: an open loop at a rate the server cannot answer
+// keeps at most streams queries outstanding on each connection, as
+// dnsperf -Q keeps at most -q, and loses none of them.
+func TestDoHGenOutstanding(t *testing.T) {
+	certs, err := writeCert(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := startDoHServer(t, certs)
+	srv.slow = 20 * time.Millisecond
+	qs, _ := parseQueries(strings.NewReader("a.slow A\nb.slow A\n"))
+	g := dohGen{method: "GET", addr: srv.Listener.Addr().String(), roots: certs.roots, clients: 2, streams: 3, timeout: time.Second}
+	res, err := g.run(t.Context(), qs, 100000, 200*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.most == 0 || srv.most > g.streams || res.lost != 0 || res.answered != res.sent {
+		t.Errorf("at most %d queries at once on a connection, want 1 to %d; %d sent, %d answered, %d lost", srv.most, g.streams, res.sent, res.answered, res.lost)
 	}
 }
