@@ -213,9 +213,11 @@ func TestDoHGen(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := startDoHServer(t, certs)
-			g := dohGen{method: tc.method, addr: srv.Listener.Addr().String(), roots: certs.roots, clients: 3, streams: 4, timeout: 200 * time.Millisecond}
+			g := dohGen{method: tc.method, addr: srv.Listener.Addr().String(), roots: certs.roots, clients: 3, streams: 4, timeout: 10 * time.Second}
 			if tc.lossy {
-				g.timeout = 50 * time.Millisecond
+				// Long enough for an answer on a loaded machine: the
+				// queries under drop. wait for all of it.
+				g.timeout = time.Second
 			}
 			res, err := g.run(t.Context(), tc.queries, tc.rate, 300*time.Millisecond)
 			if err != nil {
@@ -310,7 +312,7 @@ func TestDoHGenOutstanding(t *testing.T) {
 	srv := startDoHServer(t, certs)
 	srv.slow = 20 * time.Millisecond
 	qs, _ := parseQueries(strings.NewReader("a.slow A\nb.slow A\n"))
-	g := dohGen{method: "GET", addr: srv.Listener.Addr().String(), roots: certs.roots, clients: 2, streams: 3, timeout: time.Second}
+	g := dohGen{method: "GET", addr: srv.Listener.Addr().String(), roots: certs.roots, clients: 2, streams: 3, timeout: 10 * time.Second}
 	res, err := g.run(t.Context(), qs, 100000, 200*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
