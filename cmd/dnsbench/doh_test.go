@@ -7,12 +7,16 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/appfence/appfence/internal/synthetic"
 )
 
 // TestParseQueries: dnsperf's query files become queries with ID 0, RD
@@ -321,5 +325,65 @@ func TestDoHGenOutstanding(t *testing.T) {
 	defer srv.mu.Unlock()
 	if srv.most == 0 || srv.most > g.streams || res.lost != 0 || res.answered != res.sent {
 		t.Errorf("at most %d queries at once on a connection, want 1 to %d; %d sent, %d answered, %d lost", srv.most, g.streams, res.sent, res.answered, res.lost)
+	}
+}
+
+// TestDoHGenAppFence: the generator against AppFence itself (built for
+// the test, started with the bench's configuration and a synthetic
+// upstream): the Go HTTP/2 server dnsperf 2.10's DoH loses answers of.
+// Cached and blocked names, open and closed loop; every query answered,
+// with the rcode of its kind.
+func TestDoHGenAppFence(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts appfence")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "appfence")
+	if out, err := exec.Command("go", "build", "-o", bin, "../appfence").CombinedOutput(); err != nil {
+		t.Fatalf("build appfence: %v\n%s", err, out)
+	}
+	certs, err := writeCert(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, err := synthetic.Start(upstreamTTL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Stop()
+	servers, skipped := options{appfence: bin}.servers(setup{dir: dir, upstream: up.Addr, tls: certs})
+	if len(servers) != 1 {
+		t.Fatalf("servers %v, left out %v", servers, skipped)
+	}
+	p, err := servers[0].start(t.Context(), onlineCPUs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.stop()
+
+	// Ten cached names and ten blocked ones, in turn.
+	hot := strings.Split(strings.TrimSpace(string(cacheHot())), "\n")[:10]
+	blk := strings.Split(strings.TrimSpace(string(blocked())), "\n")[:10]
+	var file strings.Builder
+	for i := range hot {
+		file.WriteString(hot[i] + "\n" + blk[i] + "\n")
+	}
+	qs, err := parseQueries(strings.NewReader(file.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := dohGen{method: "GET", addr: servers[0].doh, roots: certs.roots, clients: 2, streams: 5, timeout: 10 * time.Second}
+	for _, rate := range []int{0, 500, 0} { // the first run fills the cache
+		res, err := g.run(t.Context(), qs, rate, 300*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.lost != 0 || res.answered != res.sent || res.rcodes["NOERROR"]+res.rcodes["NXDOMAIN"] != res.answered ||
+			res.rcodes["NOERROR"] == 0 || res.rcodes["NXDOMAIN"] == 0 {
+			t.Errorf("rate %d: %d sent, %d answered, %d lost (%v), rcodes %v", rate, res.sent, res.answered, res.lost, res.firstLoss, res.rcodes)
+		}
+	}
+	if p.crashed() {
+		t.Fatalf("appfence exited:\n%s", p.log.tail(20))
 	}
 }
