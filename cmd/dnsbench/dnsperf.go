@@ -34,7 +34,7 @@ type loadResult struct {
 	sent, answered, lost int64
 	qps                  float64 // answered per second
 	rcodes               map[string]int64
-	avgUS, p50US, p99US  float64 // latency in µs; p50 and p99 from flood only
+	avgUS, p50US, p99US  float64 // latency in µs; p50 and p99 from flood, dnsperf -v and go-doh
 	reconnects           int64   // dnsperf over TCP, DoT and DoH
 	genUSPerQuery        float64 // flood, go-doh: the generator's own CPU per answer
 	firstLoss            error   // go-doh: why the first query lost was

@@ -66,8 +66,9 @@ func newDoHGen(r genRun, roots *x509.CertPool) dohGen {
 // the connections, at most g.streams outstanding on each, as dnsperf -Q
 // keeps at most -q outstanding: a server too slow for the rate gets
 // fewer, and the cell says at what rate), or a closed loop of g.streams
-// requests outstanding on every connection when r.rate is 0. It runs in the bench's own process,
-// and so on the bench's CPU (pinSelf), not on r.cpus.
+// requests outstanding on every connection when r.rate is 0. It runs in
+// the bench's own process, and so on the bench's CPU (pinSelf), not on
+// r.cpus.
 func doh(ctx context.Context, r genRun, roots *x509.CertPool) (loadResult, error) {
 	queries, err := readQueries(r.file)
 	if err != nil {
