@@ -26,6 +26,7 @@ type genRun struct {
 	verbose bool   // dnsperf: a line per query (-v), for the percentiles
 	cpus    string // taskset -c
 	clients int    // sockets or connections
+	method  string // go-doh: GET or POST
 }
 
 // loadResult is what a load generator reports of one run.
@@ -33,9 +34,10 @@ type loadResult struct {
 	sent, answered, lost int64
 	qps                  float64 // answered per second
 	rcodes               map[string]int64
-	avgUS, p50US, p99US  float64 // latency in µs; p50 and p99 from flood only
+	avgUS, p50US, p99US  float64 // latency in µs; p50 and p99 from flood, dnsperf -v and go-doh
 	reconnects           int64   // dnsperf over TCP, DoT and DoH
-	genUSPerQuery        float64 // flood: the generator's own CPU per answer
+	genUSPerQuery        float64 // flood, go-doh: the generator's own CPU per answer
+	firstLoss            error   // go-doh: why the first query lost was
 }
 
 // dnsperf runs dnsperf for r.
@@ -48,9 +50,6 @@ func (o options) dnsperf(ctx context.Context, r genRun) (loadResult, error) {
 		"-c", strconv.Itoa(r.clients), "-l", seconds(r.d)}
 	if r.mode != "udp" {
 		args = append(args, "-m", r.mode)
-	}
-	if r.mode == "doh" {
-		args = append(args, "-O", "doh-uri=https://"+tlsName+":"+port+"/dns-query")
 	}
 	if r.source != "" {
 		args = append(args, "-a", r.source)

@@ -6,6 +6,7 @@
 //	dnsbench -appfence bin/appfence [-unbound unbound] [-coredns coredns]
 //	         [-workloads all] [-duration 10s] [-runs 3] [-markdown FILE]
 //	         [-tools ../shared/tools] [-server-cpu 1] [-client-cpu 0]
+//	         [-doh-method GET]
 //
 // The bench runs pinned to -client-cpu: the synthetic upstream (package
 // synthetic), the load generators and the TLS handshake client are there.
@@ -25,10 +26,13 @@
 // (RSS per cached name after 200,000 new names). "both", "dot" and "doh"
 // name pairs, "all" everything. Each workload is measured at the fixed
 // offered rates of issue #18 (dnsperf -Q; flood -Q above -dnsperf-max) and
-// at saturation (flood's closed loop over UDP, dnsperf's over TCP, DoT and
-// DoH), with the trivial responder (../shared/tools/trivial) beside the
-// servers at saturation over UDP; hot and miss also at 50% and 90% of
-// Unbound's saturation rate for flood's p50/p99.
+// at saturation (flood's closed loop over UDP, dnsperf's over TCP and DoT),
+// with the trivial responder (../shared/tools/trivial) beside the servers
+// at saturation over UDP; hot and miss also at 50% and 90% of Unbound's
+// saturation rate for flood's p50/p99. DoH is loaded by the bench's own
+// HTTP/2 client (go-doh, doh.go) for every server, open loop at the fixed
+// rate and closed loop at saturation: dnsperf 2.10's DoH loses answers of
+// Go's HTTP/2 servers.
 //
 // Runs are interleaved server by server, -runs times; the median is
 // reported. A run whose answers have another rcode than the workload's is
@@ -69,6 +73,7 @@ type options struct {
 	duration, warmup                       time.Duration
 	runs, clients, dnsperfMax, hsWorkers   int
 	serverCPU, clientCPU                   string
+	dohMethod                              string // go-doh: GET or POST
 }
 
 func run(args []string, out io.Writer) int {
@@ -84,9 +89,10 @@ func run(args []string, out io.Writer) int {
 	fs.StringVar(&o.markdown, "markdown", "", "also write the tables to this file (markdown)")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "length of each run")
 	fs.IntVar(&o.runs, "runs", 3, "runs of each server and test; the median is reported")
-	fs.IntVar(&o.clients, "clients", 20, "generator sockets or connections (dnsperf -c, flood -c)")
+	fs.IntVar(&o.clients, "clients", 20, "generator sockets or connections (dnsperf -c, flood -c, go-doh connections)")
 	fs.IntVar(&o.dnsperfMax, "dnsperf-max", 100000, "fixed rates above this (qps) are offered by flood, not dnsperf")
 	fs.IntVar(&o.hsWorkers, "handshake-workers", 16, "parallel connections of the TLS handshake client")
+	fs.StringVar(&o.dohMethod, "doh-method", "GET", "go-doh's HTTP method: GET (?dns=) or POST (application/dns-message)")
 	fs.StringVar(&o.serverCPU, "server-cpu", "1", "CPU the servers are pinned to (taskset -c)")
 	fs.StringVar(&o.clientCPU, "client-cpu", "0", "CPU of the bench, its upstream and the generators (taskset -c)")
 	if err := fs.Parse(args); err != nil {
@@ -94,6 +100,10 @@ func run(args []string, out io.Writer) int {
 	}
 	if _, _, err := selectWorkloads(o.workloads); err != nil {
 		fmt.Fprintln(out, "dnsbench:", err)
+		return 2
+	}
+	if o.dohMethod = strings.ToUpper(o.dohMethod); o.dohMethod != "GET" && o.dohMethod != "POST" {
+		fmt.Fprintf(out, "dnsbench: -doh-method %s: GET or POST\n", o.dohMethod)
 		return 2
 	}
 	if err := pinSelf(o.clientCPU, args); err != nil {
@@ -333,8 +343,8 @@ func (b *bencher) workload(ctx context.Context, w workload, servers []server, pr
 					continue
 				}
 				b.res.add(t.id(), s.name, m)
-				fmt.Fprintf(b.out, "%s %s run %d: %s %s qps, %.2f µs/query, core %.0f %%, %d lost, p50/p99 %.0f/%.0f µs\n",
-					t.id(), s.name, run, m.gen, thousands(m.load.qps), m.cpuUS, m.busy*100, m.load.lost, m.load.p50US, m.load.p99US)
+				fmt.Fprintf(b.out, "%s %s run %d: %s %s qps, %.2f µs/query, core %.0f %%, %d lost, p50/p99 %.0f/%.0f µs%s\n",
+					t.id(), s.name, run, m.gen, thousands(m.load.qps), m.cpuUS, m.busy*100, m.load.lost, m.load.p50US, m.load.p99US, genNote(m.load))
 			}
 		}
 	}
@@ -387,10 +397,17 @@ func (b *bencher) measure(ctx context.Context, t test, s server, p *process) (me
 	if err != nil {
 		return measure{}, err
 	}
+	if t.w.mode == "doh" {
+		// dnsperf -m doh loses answers of Go's HTTP/2 servers (doh.go).
+		gen, r.method = dohGenName+" "+b.o.dohMethod, b.o.dohMethod
+	}
 	var res loadResult
-	if gen == "flood" {
+	switch gen {
+	case "flood":
 		res, err = b.o.flood(ctx, r)
-	} else {
+	case dohGenName + " " + b.o.dohMethod:
+		res, err = doh(ctx, r, b.certs.roots)
+	default:
 		res, err = b.o.dnsperf(ctx, r)
 	}
 	if err != nil {
