@@ -77,10 +77,13 @@ func tsigRcode(tsig *dns.TSIG) int {
 }
 
 // requestTSIG returns the TSIG record that ends req's additional section,
-// or nil.
+// or nil. A TSIG without its fields (no algorithm name: miekg/dns reads
+// an empty RDATA so) is not one: the query is malformed (FORMERR), and
+// its reply carries no TSIG, which could not be written out (found by
+// FuzzServePacket).
 func requestTSIG(req *dns.Msg) *dns.TSIG {
 	if n := len(req.Extra); n > 0 {
-		if t, ok := req.Extra[n-1].(*dns.TSIG); ok {
+		if t, ok := req.Extra[n-1].(*dns.TSIG); ok && t.Algorithm != "" {
 			return t
 		}
 	}
