@@ -7,25 +7,41 @@ import (
 	"github.com/miekg/dns"
 )
 
-func TestAppendPadding(t *testing.T) {
-	msg := func(edns bool, opts ...dns.EDNS0) []byte {
-		m := new(dns.Msg)
-		m.SetQuestion("www.example.com.", dns.TypeA)
-		m.Response = true
-		m.Compress = true
-		a, _ := dns.NewRR("www.example.com. 300 IN A 192.0.2.1")
-		m.Answer = append(m.Answer, a)
-		ns, _ := dns.NewRR("example.com. 300 IN NS ns.example.com.")
-		m.Ns = append(m.Ns, ns)
-		if edns {
-			m.SetEdns0(1232, true)
-			m.IsEdns0().Option = opts
-		}
-		b, err := m.Pack()
+// testReply packs a response to www.example.com A with the records rrs
+// (SOA and NS in the authority section, the others in the answer) and,
+// when edns, an OPT with DO set (its TTL field is the flags, 0x8000,
+// which MinTTL must leave out) carrying opts.
+func testReply(t *testing.T, edns bool, opts []dns.EDNS0, rrs ...string) []byte {
+	t.Helper()
+	m := new(dns.Msg)
+	m.SetQuestion("www.example.com.", dns.TypeA)
+	m.Response, m.Compress = true, true
+	for _, s := range rrs {
+		rr, err := dns.NewRR(s)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return b
+		switch rr.Header().Rrtype {
+		case dns.TypeSOA, dns.TypeNS:
+			m.Ns = append(m.Ns, rr)
+		default:
+			m.Answer = append(m.Answer, rr)
+		}
+	}
+	if edns {
+		m.SetEdns0(1232, true)
+		m.IsEdns0().Option = opts
+	}
+	b, err := m.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestAppendPadding(t *testing.T) {
+	msg := func(edns bool, opts ...dns.EDNS0) []byte {
+		return testReply(t, edns, opts, "www.example.com. 300 IN A 192.0.2.1", "example.com. 300 IN NS ns.example.com.")
 	}
 	glueAfterOPT := func() []byte {
 		m := new(dns.Msg)
@@ -105,30 +121,7 @@ func FuzzAppendPadding(f *testing.F) {
 }
 
 func TestMinTTL(t *testing.T) {
-	msg := func(edns bool, rrs ...string) []byte {
-		m := new(dns.Msg)
-		m.SetQuestion("www.example.com.", dns.TypeA)
-		m.Response, m.Compress = true, true
-		for _, s := range rrs {
-			rr, err := dns.NewRR(s)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if rr.Header().Rrtype == dns.TypeSOA {
-				m.Ns = append(m.Ns, rr)
-			} else {
-				m.Answer = append(m.Answer, rr)
-			}
-		}
-		if edns {
-			m.SetEdns0(1232, false) // its "TTL" is flags: 0 here, and left out
-		}
-		b, err := m.Pack()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
+	msg := func(edns bool, rrs ...string) []byte { return testReply(t, edns, nil, rrs...) }
 	tests := []struct {
 		name string
 		msg  []byte
