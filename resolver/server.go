@@ -149,7 +149,7 @@ func (s *Server) Start(ctx context.Context, cfg config.Server) error {
 		sockets = 1
 	}
 	for _, addr := range cfg.Listen {
-		us, l, err := bindPair(addr, sockets)
+		us, l, err := bindPair(ctx, addr, sockets)
 		if err != nil {
 			s.closeListeners()
 			return fmt.Errorf("listen %s: %w", addr, err)
@@ -280,7 +280,7 @@ func (s *Server) closeListeners() {
 // wildcard address the UDP sockets report each packet's destination
 // address, so that replies leave from the address the query was sent to
 // on a host with several.
-func bindPair(addr string, sockets int) ([]udpSocket, net.Listener, error) {
+func bindPair(ctx context.Context, addr string, sockets int) ([]udpSocket, net.Listener, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, nil, err
@@ -292,7 +292,7 @@ func bindPair(addr string, sockets int) ([]udpSocket, net.Listener, error) {
 		lc.Control = reusePort
 	}
 	bind := func(addr string) (udpSocket, error) {
-		pc, err := lc.ListenPacket(context.Background(), "udp", addr)
+		pc, err := lc.ListenPacket(ctx, "udp", addr)
 		if err != nil {
 			return udpSocket{}, err
 		}
@@ -311,7 +311,7 @@ func bindPair(addr string, sockets int) ([]udpSocket, net.Listener, error) {
 			return nil, nil, err
 		}
 		bound := net.JoinHostPort(host, strconv.Itoa(first.conn.LocalAddr().(*net.UDPAddr).Port))
-		l, err := net.Listen("tcp", bound)
+		l, err := (&net.ListenConfig{}).Listen(ctx, "tcp", bound)
 		if err != nil {
 			first.conn.Close()
 			if port != "0" || attempt >= 10 {
