@@ -660,18 +660,26 @@ func TestTSIGQuery(t *testing.T) {
 	if resp := askRaw(t, e, "udp", m); resp.Rcode != dns.RcodeFormatError {
 		t.Errorf("TSIG not last: %s, want FORMERR", dns.RcodeToString[resp.Rcode])
 	}
-	// A TSIG without RDATA (no algorithm, no time): FORMERR, and no TSIG in
-	// the reply, which could not be written out (found by FuzzServePacket).
-	plain := dnstest.NewQuery("www.example.test.", dns.TypeA, false, false)
-	raw := pack(t, plain)
-	raw[11] = 1 // ARCOUNT
-	raw = append(raw, 0, 0, 250, 0, 255, 0, 0, 0, 0, 0, 0)
-	b := rawExchange(t, "udp", "", e.addr, raw, 2*time.Second)
-	if b == nil {
-		t.Fatal("a TSIG without RDATA: no reply")
-	}
-	resp := unpack(t, b, plain.Id)
-	if resp.Rcode != dns.RcodeFormatError || len(resp.Extra) != 0 {
-		t.Errorf("a TSIG without RDATA: %s with %v, want FORMERR and no TSIG", dns.RcodeToString[resp.Rcode], resp.Extra)
+	// A TSIG without RDATA (no algorithm, no time), or cut after its
+	// algorithm, time, fudge and MAC size: FORMERR, and no TSIG in the
+	// reply, which could not be written out or would be larger than the
+	// query (found by FuzzServePacket).
+	for what, rdata := range map[string][]byte{
+		"without RDATA": {},
+		"cut short":     {0, 0, 0, 0, 0, 0, 1, 0, 44, 0, 0},
+	} {
+		plain := dnstest.NewQuery("www.example.test.", dns.TypeA, false, false)
+		raw := pack(t, plain)
+		raw[11] = 1 // ARCOUNT
+		raw = append(raw, 0, 0, 250, 0, 255, 0, 0, 0, 0, 0, byte(len(rdata)))
+		raw = append(raw, rdata...)
+		b := rawExchange(t, "udp", "", e.addr, raw, 2*time.Second)
+		if b == nil {
+			t.Fatalf("a TSIG %s: no reply", what)
+		}
+		resp := unpack(t, b, plain.Id)
+		if resp.Rcode != dns.RcodeFormatError || len(resp.Extra) != 0 {
+			t.Errorf("a TSIG %s: %s with %v, want FORMERR and no TSIG", what, dns.RcodeToString[resp.Rcode], resp.Extra)
+		}
 	}
 }

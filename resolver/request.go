@@ -77,17 +77,32 @@ func tsigRcode(tsig *dns.TSIG) int {
 }
 
 // requestTSIG returns the TSIG record that ends req's additional section,
-// or nil. A TSIG without its fields (no algorithm name: miekg/dns reads
-// an empty RDATA so) is not one: the query is malformed (FORMERR), and
-// its reply carries no TSIG, which could not be written out (found by
-// FuzzServePacket).
+// or nil. A TSIG cut short is not one: miekg/dns reads missing fields as
+// zero (an empty RDATA as no algorithm at all), and the reply, which
+// writes the record out whole, could be larger than the query or not
+// parse (both found by FuzzServePacket). The query is then malformed
+// (FORMERR), and its reply carries no TSIG.
 func requestTSIG(req *dns.Msg) *dns.TSIG {
 	if n := len(req.Extra); n > 0 {
-		if t, ok := req.Extra[n-1].(*dns.TSIG); ok && t.Algorithm != "" {
+		if t, ok := req.Extra[n-1].(*dns.TSIG); ok && wholeTSIG(t) {
 			return t
 		}
 	}
 	return nil
+}
+
+// wholeTSIG reports whether t's RDATA, as read from the wire, held every
+// field of a TSIG (RFC 8945, 4.2): the length it would be written out with.
+func wholeTSIG(t *dns.TSIG) bool {
+	if t.Algorithm == "" {
+		return false
+	}
+	name := make([]byte, 256)
+	n, err := dns.PackDomainName(t.Hdr.Name, name, 0, nil, false)
+	if err != nil {
+		return false
+	}
+	return dns.Len(t) == n+10+int(t.Hdr.Rdlength)
 }
 
 // tsigReply is the TSIG record of the reply to a query signed with t:
