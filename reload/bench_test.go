@@ -22,7 +22,12 @@ func BenchmarkReload(b *testing.B) {
 	if data == "" {
 		data = filepath.Join("..", "..", "shared", "data")
 	}
-	lists := filepath.Join(data, "lists")
+	// Absolute: apps.toml, in a temporary folder, names the lists, and a
+	// relative path there is relative to that folder.
+	lists, err := filepath.Abs(filepath.Join(data, "lists"))
+	if err != nil {
+		b.Fatal(err)
+	}
 	if _, err := os.Stat(lists); err != nil {
 		b.Fatalf("test data not present (../shared/data beside the repository, or set APPFENCE_TESTDATA): %v", err)
 	}
