@@ -48,15 +48,21 @@ func decodeError(file string, ix *Index, err error) error {
 }
 
 // pathAt returns the indexed path of key (given without array positions)
-// written on line, or key itself when there is none.
+// written on line, or key itself when there is none. When the key and its
+// elements share the line ("app[0].domains" and "app[0].domains[0]"), it
+// is the key: the shortest, whatever order the index is read in.
 func (ix *Index) pathAt(key string, line int) string {
 	if key == "" || ix == nil {
 		return key
 	}
+	best := ""
 	for path, l := range ix.lines {
-		if l == line && stripIndices(path) == key {
-			return path
+		if l == line && stripIndices(path) == key && (best == "" || len(path) < len(best) || len(path) == len(best) && path < best) {
+			best = path
 		}
 	}
-	return key
+	if best == "" {
+		return key
+	}
+	return best
 }

@@ -85,3 +85,16 @@ func TestFind(t *testing.T) {
 		t.Errorf("Find(nope) = %d, want 0", got)
 	}
 }
+
+// TestPathAtPrefersTheKey: a key and its first element on one line
+// ("domains = [" and its first string) name the key, every time; the
+// index is a map, so one read in its order named either (seen as a flaky
+// reload test).
+func TestPathAtPrefersTheKey(t *testing.T) {
+	ix := Parse([]byte("[[app]]\nname = \"a\"\ndomains = [\"x.test\", \"y.test\"\n"))
+	for range 50 {
+		if got := ix.pathAt("app.domains", 3); got != "app[0].domains" {
+			t.Fatalf("pathAt = %q, want app[0].domains", got)
+		}
+	}
+}
