@@ -188,11 +188,7 @@ func (t *TLSServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "malformed DNS query", http.StatusBadRequest)
 		return
 	}
-	allowed := t.admit("doh", client)
-	sc := t.scratch.Get().(*encScratch)
-	fast := allowed && t.answerFast(source{transport: "doh", id: &ew.id, remote: addrPort(ew.remote), local: ew.local}, query, client, sc, ew.send)
-	t.scratch.Put(sc)
-	if !fast && !t.answer("doh", query, client, ew, allowed) {
+	if !t.query("doh", query, client, ew) {
 		http.Error(w, "malformed DNS query", http.StatusBadRequest)
 		return
 	}

@@ -193,14 +193,7 @@ func (t *TLSServer) serveDoQStream(c *quic.Conn, s *quic.Stream, client netip.Ad
 		}
 		return s.Close()
 	}
-	allowed := t.admit("doq", client)
-	sc := t.scratch.Get().(*encScratch)
-	fast := allowed && t.answerFast(source{transport: "doq", id: &id, remote: addrPort(c.RemoteAddr()), local: c.LocalAddr()}, buf, client, sc, send)
-	t.scratch.Put(sc)
-	if !fast {
-		w := &encWriter{local: c.LocalAddr(), remote: c.RemoteAddr(), id: id, send: send}
-		t.answer("doq", buf, client, w, allowed)
-	}
+	t.query("doq", buf, client, &encWriter{local: c.LocalAddr(), remote: c.RemoteAddr(), id: id, send: send})
 	if !sent {
 		// Dropped unanswered: the stream is reset (RFC 9250, 4.3.3).
 		s.CancelRead(quic.StreamErrorCode(doqInternalError))

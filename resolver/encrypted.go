@@ -413,6 +413,24 @@ func (t *TLSServer) answerFast(src source, raw []byte, client netip.Addr, sc *en
 	return true
 }
 
+// query answers the query in raw from client, received on transport and
+// checked (checkPacket), in the caller's goroutine, as DoH and DoQ do:
+// admitted, then from the fast path with a pooled scratch when it can,
+// else through answer with w. It reports false when the packet was
+// dropped unanswered.
+func (t *TLSServer) query(transport string, raw []byte, client netip.Addr, w *encWriter) bool {
+	allowed := t.admit(transport, client)
+	if allowed {
+		sc := t.scratch.Get().(*encScratch)
+		fast := t.answerFast(source{transport: transport, id: &w.id, remote: addrPort(w.remote), local: w.local}, raw, client, sc, w.send)
+		t.scratch.Put(sc)
+		if fast {
+			return true
+		}
+	}
+	return t.answer(transport, raw, client, w, allowed)
+}
+
 // answer answers the query in raw from client, received on transport
 // (the transport has run checkPacket and admit, whose verdict allowed is),
 // through the same path as a TCP query: parse, then the Handler, with w
