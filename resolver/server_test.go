@@ -108,6 +108,19 @@ func query(t *testing.T, c net.Conn, name string, wait time.Duration) *dns.Msg {
 	return unpack(t, b, m.Id)
 }
 
+// idleConns returns how many of s's TCP connections are idle.
+func idleConns(s *Server) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, tc := range s.conns {
+		if tc.idleSince.Load() != 0 {
+			n++
+		}
+	}
+	return n
+}
+
 func TestMaxTCPConnections(t *testing.T) {
 	e := startLimited(t, "max_tcp_connections = 2", nil)
 	var conns []net.Conn
@@ -118,6 +131,9 @@ func TestMaxTCPConnections(t *testing.T) {
 			t.Fatalf("connection %d not served", i+1)
 		}
 		conns = append(conns, c)
+		// Which is idle the longest is decided by when the server saw each
+		// become idle; under -race its goroutines may lag the client.
+		waitFor(t, "the connection to be idle", func() bool { return idleConns(e.srv) == i+1 })
 	}
 	// The third is served, and the connection idle the longest, the first,
 	// is closed to make room (RFC 7766, 6.2.3).
@@ -423,6 +439,7 @@ func TestTCPHog(t *testing.T) {
 		if query(t, c, "www.example.test.", time.Second) != nil {
 			served++
 			hog = append(hog, c)
+			waitFor(t, "the hog's connection to be idle", func() bool { return idleConns(e.srv) == served })
 		}
 	}
 	if served != 5 {

@@ -41,11 +41,14 @@ type tcpConn struct {
 	busy    int        // queries being answered
 }
 
-// setWaiting records that the reader waits for a query (or not).
-func (tc *tcpConn) setWaiting(w bool) {
+// setWaiting records that the reader waits for a query (or not). The last
+// reply was written at repliedAt (Unix nanoseconds; 0 for none): seen
+// from the client, a connection is idle from its last reply, however
+// late its reader gets back to waiting.
+func (tc *tcpConn) setWaiting(w bool, repliedAt int64) {
 	tc.idleMu.Lock()
 	tc.waiting = w
-	tc.updateIdle(0)
+	tc.updateIdle(repliedAt)
 	tc.idleMu.Unlock()
 }
 
@@ -299,6 +302,9 @@ func (s *Server) serveTCPConn(tc *tcpConn, client netip.Addr) {
 		}
 		places <- struct{}{} // waits while maxTCPInFlight are being answered
 		tc.addBusy(1, 0)
+		// The reader goes back to waiting now: once the answer is written
+		// the connection is idle, even if this goroutine is not back yet.
+		tc.setWaiting(true, 0)
 		inFlight.Add(1)
 		go func() {
 			defer func() {
@@ -318,8 +324,8 @@ func (s *Server) serveTCPConn(tc *tcpConn, client netip.Addr) {
 // Shutdown, when tc is closed to make room, and when a reply could not be
 // written.
 func (s *Server) nextTCPMessage(tc *tcpConn, r *bufio.Reader, w *tcpWriter) ([]byte, error) {
-	tc.setWaiting(true)
-	defer tc.setWaiting(false)
+	tc.setWaiting(true, w.lastWrite.Load())
+	defer tc.setWaiting(false, 0)
 	for {
 		timeout := s.settings().TCPIdleTimeout
 		s.mu.Lock()
@@ -378,7 +384,7 @@ func (s *Server) closeGracefully(tc *tcpConn) {
 	if hc, ok := c.(interface{ CloseWrite() error }); ok {
 		hc.CloseWrite()
 	}
-	tc.setWaiting(true) // it may be closed to make room
+	tc.setWaiting(true, 0) // it may be closed to make room
 	s.mu.Lock()
 	deadline := time.Now().Add(s.settings().TCPIdleTimeout)
 	if s.closing || tc.released {
@@ -421,9 +427,9 @@ func (w *tcpWriter) Write(b []byte) (int, error) {
 	w.buf = binary.BigEndian.AppendUint16(w.buf[:0], uint16(len(b)))
 	w.buf = append(w.buf, b...)
 	w.conn.SetWriteDeadline(time.Now().Add(w.srv.settings().TCPIdleTimeout))
+	w.lastWrite.Store(time.Now().UnixNano()) // before: the client may act on it at once
 	_, err := w.conn.Write(w.buf)
 	w.err = err
-	w.lastWrite.Store(time.Now().UnixNano())
 	w.mu.Unlock()
 	if err != nil {
 		// Wake the reader, which sees w.err. Under the server's mu, like
